@@ -1,0 +1,137 @@
+"""The ``sslzoo`` command. Every sub-command has ``--help``; user errors exit non-zero with a message, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Optional, Sequence
+
+from . import hub, registry
+from .errors import SslzooError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    names = registry.list_models(args.pattern or "*", pretrained=args.pretrained, include_aliases=args.aliases)
+    if args.json:
+        print(json.dumps(names, indent=2))
+    elif not names:
+        what = "pretrained weights" if args.pretrained else "models"
+        print(f"No {what} match '{args.pattern or '*'}'.", file=sys.stderr)
+        return EXIT_FAILED
+    else:
+        print("\n".join(names))
+    return EXIT_OK
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    info = registry.model_info(args.name)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return EXIT_OK
+    method = info["method"]
+    args_txt = ", ".join(f"{k}={v}" for k, v in info["model_args"].items())
+    lines = [
+        f"name:         {info['name']}",
+        f"architecture: {info['architecture']}" + (f"  (aliases: {', '.join(info['aliases'])})" if info["aliases"] else ""),
+        f"method:       {method['name']} - {method['title']} (arXiv:{method['arxiv']})",
+        f"framework:    {method['framework']}",
+        f"model args:   {args_txt}, norm_eps={info['norm_eps']}, pos_embed={info['pos_embed']}",
+        f"tags:         {', '.join(info['tags']) or 'none yet (no published weights)'}",
+    ]
+    w = info["weights"]
+    if w:
+        source = w["hub_dir"] or (f"hf-hub:{w['hf_hub_id']}/{w['hf_filename'] or w['filename']}" if w["hf_hub_id"] else w["url"])
+        lines += [
+            f"weights:      {w['tag']}: {w['description']}",
+            f"  data:       {w['pretrain_data']}, {w['pretrain_epochs']} epochs",
+            f"  source:     {source or info['name']}",
+            f"  sha256:     {w['sha256'] or 'not pinned: the first load prints the hash to pin'}",
+            f"  licence:    {w['licence']}",
+        ]
+        for r in w["results"]:
+            lines.append(f"  result:     {r['dataset']} {r['protocol']} {r['metric']} = {r['value']:.2f} ({r['source']})")
+    elif method["release"]:
+        lines.append(f"release:      the authors' weights: {method['release']} (convert with `sslzoo convert`)")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    for name in args.names:
+        resolved = registry.resolve(name)
+        path, source = hub.locate_registered(resolved)
+        sha = hub.verify_sha256(path, resolved.weights.sha256 if resolved.weights else None)
+        print(f"{resolved.full_name}: {path} ({source}, sha256 {sha[:16]}…)")
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    names = args.names or registry.list_models(pretrained=True)
+    status = EXIT_OK
+    for name in names:
+        resolved = registry.resolve(name)
+        copies = hub.cached_copies(resolved)
+        if not copies:
+            print(f"{resolved.full_name}: not cached")
+            continue
+        for path in copies:
+            pinned = resolved.weights.sha256 if resolved.weights else None
+            actual = hub.sha256_file(path)
+            if not pinned:
+                print(f"{resolved.full_name}: {path}: sha256 {actual} (not pinned)")
+            elif actual == pinned:
+                print(f"{resolved.full_name}: {path}: OK")
+            else:
+                print(f"{resolved.full_name}: {path}: MISMATCH (sha256 {actual}, pinned {pinned})")
+                status = EXIT_FAILED
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sslzoo",
+        description="Self-supervised ViTs by name: list, inspect, fetch and verify checkpoints.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("list", help="list model names (wildcards allowed)")
+    p.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'aps_*' or '*_patch2_32'")
+    p.add_argument("--pretrained", action="store_true", help="only names with weights, with their tags")
+    p.add_argument("--aliases", action="store_true", help="also list short aliases such as aps_vit_t")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("info", help="show what the registry knows about a name")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("download", help="fetch weights into the local caches for offline use, and verify them")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.set_defaults(func=_cmd_download)
+
+    p = sub.add_parser("verify", help="re-hash cached weight files against their pinned sha256")
+    p.add_argument("names", nargs="*", metavar="NAME", help="default: every pretrained entry")
+    p.set_defaults(func=_cmd_verify)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except SslzooError as e:
+        print(f"sslzoo {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""The model registry: names, aliases, tags and pretrained-weight records.
+
+Everything here is data. A model name is ``{method}_vit_{size}_patch{p}_{img}``, optionally followed by
+``.{tag}`` naming one set of weights (timm's convention). Short aliases (``aps_vit_t``) name an architecture
+whose default tag (its first) is used when weights are asked for.
+
+The architecture arguments differ between the methods' official models (qkv bias, LayerNorm eps, position
+embedding, ViT-S head count); ``METHODS`` records them so that converted official checkpoints load exactly
+and the project's own checkpoints match the papers' models.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Literal, Optional, Sequence, Union
+
+from .errors import UnknownModelError
+
+PosEmbed = Literal["learn", "learn_no_cls", "sincos"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class Size:
+    """A ViT width/depth preset; ``num_heads`` is the common (DeiT/DINO) head count."""
+
+    name: str
+    short: str
+    embed_dim: int
+    depth: int
+    num_heads: int
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A patch size and input size, with the eval preprocessing that suits images of that scale."""
+
+    patch_size: int
+    img_size: int
+    crop_pct: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A pretraining method and the ViT details of its official model."""
+
+    name: str
+    title: str
+    paper: str
+    arxiv: str
+    code: str
+    framework: Literal["mocov3", "dino"]
+    qkv_bias: bool
+    norm_eps: float
+    pos_embed: PosEmbed
+    small_heads: int
+    release: str = ""
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Result:
+    """One evaluation figure, always with its protocol; ``source`` says whether sslzoo measured it."""
+
+    dataset: str
+    protocol: str
+    value: float
+    metric: str = "top1"
+    source: Literal["measured", "reported"] = "measured"
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Weights:
+    """One set of pretrained weights for an architecture (a timm ``PretrainedCfg``, plus provenance).
+
+    Sources, in resolution order after an explicit ``pretrained_file``: ``hub_dir`` inside a local hub folder
+    (``$SSLZOO_HUB``, then the hub folder shipped with the package), then ``hf_hub_id``/``hf_filename`` through
+    ``huggingface_hub``, then ``url``.
+    """
+
+    tag: str
+    description: str
+    pretrain_data: str
+    pretrain_epochs: Optional[int] = None
+    filename: str = "model.safetensors"
+    hub_dir: Optional[str] = None
+    hf_hub_id: Optional[str] = None
+    hf_filename: Optional[str] = None
+    url: Optional[str] = None
+    sha256: Optional[str] = None
+    licence: str = "apache-2.0"
+    input_size: Optional[tuple[int, int, int]] = None
+    interpolation: str = "bicubic"
+    crop_pct: Optional[float] = None
+    mean: Optional[tuple[float, float, float]] = None
+    std: Optional[tuple[float, float, float]] = None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    results: tuple[Result, ...] = ()
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registry architecture: one method crossed with one size and resolution."""
+
+    method: Method
+    size: Size
+    resolution: Resolution
+
+    @property
+    def name(self) -> str:
+        r = self.resolution
+        return f"{self.method.name}_vit_{self.size.name}_patch{r.patch_size}_{r.img_size}"
+
+    @property
+    def num_heads(self) -> int:
+        # MoCo v3 and PatchMix use 12 heads for ViT-S where DeiT/DINO use 6.
+        return self.method.small_heads if self.size.name == "small" else self.size.num_heads
+
+    @property
+    def model_args(self) -> dict[str, Any]:
+        """JSON-serialisable ``timm.models.VisionTransformer`` arguments (eps and pos-embed style aside)."""
+        r = self.resolution
+        return dict(
+            img_size=r.img_size,
+            patch_size=r.patch_size,
+            embed_dim=self.size.embed_dim,
+            depth=self.size.depth,
+            num_heads=self.num_heads,
+            mlp_ratio=4.0,
+            qkv_bias=self.method.qkv_bias,
+            class_token=True,
+            global_pool="token",
+            no_embed_class=self.method.pos_embed == "learn_no_cls",
+        )
+
+
+SIZES: dict[str, Size] = {
+    s.name: s
+    for s in (
+        Size("tiny", "t", embed_dim=192, depth=12, num_heads=3),
+        Size("small", "s", embed_dim=384, depth=12, num_heads=6),
+        Size("base", "b", embed_dim=768, depth=12, num_heads=12),
+    )
+}
+
+RESOLUTIONS: tuple[Resolution, ...] = (
+    Resolution(patch_size=2, img_size=32, crop_pct=1.0, mean=CIFAR10_MEAN, std=CIFAR10_STD),
+    Resolution(patch_size=4, img_size=32, crop_pct=1.0, mean=CIFAR10_MEAN, std=CIFAR10_STD),
+    Resolution(patch_size=16, img_size=224, crop_pct=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+)
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            name="aps",
+            title="Asymmetric Patch Sampling for Contrastive Learning",
+            paper="Shen, Chen, Wang, Kuang, Liu, Wang. Pattern Recognition 2025",
+            arxiv="2306.02854",
+            code="https://github.com/visresearch/aps",
+            framework="mocov3",
+            qkv_bias=False,
+            norm_eps=1e-5,
+            pos_embed="learn_no_cls",
+            small_heads=6,
+            release="https://huggingface.co/visresearch/aps",
+            notes="Custom ViT from timm 0.6 Blocks: no qkv bias, LayerNorm eps 1e-5, no position for CLS.",
+        ),
+        Method(
+            name="patchmix",
+            title="Inter-Instance Similarity Modeling for Contrastive Learning (PatchMix)",
+            paper="Shen, Liu, Tang, Qu, Wang. arXiv 2023",
+            arxiv="2306.12243",
+            code="https://github.com/visresearch/patchmix",
+            framework="mocov3",
+            qkv_bias=True,
+            norm_eps=1e-6,
+            pos_embed="learn",
+            small_heads=12,
+            release="https://huggingface.co/visresearch/PatchMix",
+            notes="timm ViT with MoCo v3 head count (ViT-S has 12 heads), learned position embedding.",
+        ),
+        Method(
+            name="ccrop",
+            title="Crafting Better Contrastive Views for Siamese Representation Learning (ContrastiveCrop)",
+            paper="Peng, Wang, Zhu, You. CVPR 2022",
+            arxiv="2202.03278",
+            code="https://github.com/xyupeng/ContrastiveCrop",
+            framework="mocov3",
+            qkv_bias=True,
+            norm_eps=1e-6,
+            pos_embed="sincos",
+            small_heads=12,
+            notes="The authors used ResNets only; sslzoo runs ContrastiveCrop on MoCo v3 and its ViT.",
+        ),
+        Method(
+            name="adclr",
+            title="Patch-Level Contrasting without Patch Correspondence (ADCLR)",
+            paper="Zhang, Zhu, Zhao, Yan. ICLR 2023",
+            arxiv="2306.13337",
+            code="https://github.com/Sherrylone/PQCL",
+            framework="dino",
+            qkv_bias=True,
+            norm_eps=1e-6,
+            pos_embed="sincos",
+            small_heads=6,
+            notes="DINO/iBOT ViT with a fixed 2-D sin-cos position embedding (zero CLS row).",
+        ),
+        Method(
+            name="mocov3",
+            title="An Empirical Study of Training Self-Supervised Vision Transformers (MoCo v3)",
+            paper="Chen, Xie, He. ICCV 2021",
+            arxiv="2104.02057",
+            code="https://github.com/facebookresearch/moco-v3",
+            framework="mocov3",
+            qkv_bias=True,
+            norm_eps=1e-6,
+            pos_embed="sincos",
+            small_heads=12,
+            notes="MoCo v3 ViT: fixed 2-D sin-cos position embedding, 12 heads for ViT-S.",
+        ),
+        Method(
+            name="dino",
+            title="Emerging Properties in Self-Supervised Vision Transformers (DINO)",
+            paper="Caron, Touvron, Misra, Jegou, Mairal, Bojanowski, Joulin. ICCV 2021",
+            arxiv="2104.14294",
+            code="https://github.com/facebookresearch/dino",
+            framework="dino",
+            qkv_bias=True,
+            norm_eps=1e-6,
+            pos_embed="learn",
+            small_heads=6,
+        ),
+    )
+}
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in (
+        Architecture(method, size, resolution)
+        for method in METHODS.values()
+        for size in SIZES.values()
+        for resolution in RESOLUTIONS
+    )
+}
+
+# Short aliases name the papers' CIFAR architecture (patch 2 at 32 px), the setting every method shares here.
+ALIASES: dict[str, str] = {
+    f"{method}_vit_{size.short}": f"{method}_vit_{size.name}_patch2_32" for method in METHODS for size in SIZES.values()
+}
+
+# Pretrained weights per architecture; the first entry is the default tag.
+WEIGHTS: dict[str, tuple[Weights, ...]] = {}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A name resolved against the registry: its architecture and, when a tag applies, its weights."""
+
+    name: str
+    architecture: Architecture
+    weights: Optional[Weights]
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.architecture.name}.{self.weights.tag}" if self.weights else self.architecture.name
+
+
+def split_tag(name: str) -> tuple[str, Optional[str]]:
+    """``"aps_vit_tiny_patch2_32.cifar10"`` -> ``("aps_vit_tiny_patch2_32", "cifar10")``."""
+    arch, _, tag = name.partition(".")
+    return arch, tag or None
+
+
+def all_names(*, with_tags: bool = True, with_aliases: bool = True) -> list[str]:
+    """Every name the registry accepts, for listings and suggestions."""
+    names = list(ARCHITECTURES)
+    if with_tags:
+        names += [f"{arch}.{w.tag}" for arch, ws in WEIGHTS.items() for w in ws]
+    if with_aliases:
+        names += list(ALIASES)
+    return sorted(names)
+
+
+def suggest(name: str, n: int = 5) -> list[str]:
+    """The registry names closest to ``name``."""
+    arch, _ = split_tag(name)
+    candidates = all_names()
+    close = difflib.get_close_matches(name, candidates, n=n, cutoff=0.6)
+    if len(close) < n:
+        close += [c for c in difflib.get_close_matches(arch, candidates, n=n, cutoff=0.6) if c not in close]
+    return close[:n]
+
+
+def is_registered(name: str) -> bool:
+    arch, _ = split_tag(name)
+    return arch in ARCHITECTURES or arch in ALIASES
+
+
+def resolve(name: str) -> Resolved:
+    """Resolve a registry name or alias, with an optional tag.
+
+    Raises:
+        UnknownModelError: the name, or its tag, is not registered; the message lists the closest names.
+    """
+    arch_name, tag = split_tag(name)
+    arch_name = ALIASES.get(arch_name, arch_name)
+    if arch_name not in ARCHITECTURES:
+        close = suggest(name)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise UnknownModelError(
+            f"Unknown model '{name}'.{hint} Run `sslzoo list` (or sslzoo.list_models()) for every name; "
+            "any timm ViT name and 'local-dir:PATH' / 'hf-hub:REPO' are accepted too."
+        )
+    weights = WEIGHTS.get(arch_name, ())
+    if tag is None:
+        return Resolved(name, ARCHITECTURES[arch_name], weights[0] if weights else None)
+    for w in weights:
+        if w.tag == tag:
+            return Resolved(name, ARCHITECTURES[arch_name], w)
+    known = ", ".join(f"{arch_name}.{w.tag}" for w in weights) or "none yet"
+    raise UnknownModelError(f"Unknown tag '{tag}' for {arch_name}. Pretrained tags of this architecture: {known}.")
+
+
+def list_models(
+    pattern: Union[str, Sequence[str]] = "*",
+    pretrained: bool = False,
+    *,
+    include_aliases: bool = False,
+) -> list[str]:
+    """Registry names matching a wildcard pattern (or several), sorted.
+
+    Args:
+        pattern: ``fnmatch`` pattern(s), e.g. ``"aps_*"`` or ``"*_patch2_32"``.
+        pretrained: list only names with pretrained weights, one entry per tag (``name.tag``).
+        include_aliases: also list the short aliases (``aps_vit_t``).
+    """
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    if pretrained:
+        names: Iterable[str] = (f"{arch}.{w.tag}" for arch, ws in WEIGHTS.items() for w in ws)
+    else:
+        names = list(ARCHITECTURES) + (list(ALIASES) if include_aliases else [])
+    return sorted(n for n in set(names) if any(fnmatch.fnmatchcase(n, p) for p in patterns))
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """Everything the registry knows about a name, as a JSON-serialisable dict."""
+    r = resolve(name)
+    arch = r.architecture
+    aliases = sorted(a for a, target in ALIASES.items() if target == arch.name)
+    return {
+        "name": r.full_name,
+        "architecture": arch.name,
+        "aliases": aliases,
+        "method": asdict(arch.method),
+        "size": arch.size.name,
+        "model_args": arch.model_args,
+        "norm_eps": arch.method.norm_eps,
+        "pos_embed": arch.method.pos_embed,
+        "tags": [w.tag for w in WEIGHTS.get(arch.name, ())],
+        "weights": asdict(r.weights) if r.weights else None,
+    }
