@@ -93,7 +93,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sslzoo",
-        description="Self-supervised ViTs by name: list, inspect, fetch and verify checkpoints.",
+        description="Self-supervised ViTs by name: list, inspect, fetch, verify and evaluate checkpoints.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="re-hash cached weight files against their pinned sha256")
     p.add_argument("names", nargs="*", metavar="NAME", help="default: every pretrained entry")
     p.set_defaults(func=_cmd_verify)
+
+    from .eval.commands import add_eval_commands  # evaluation stack (faiss, data layer) only when building the parser
+
+    add_eval_commands(sub)
     return parser
 
 

@@ -19,7 +19,7 @@ from timm.models import PretrainedCfg
 from timm.models.vision_transformer import VisionTransformer
 
 from . import hub, registry
-from .errors import CheckpointFormatError, UnknownModelError
+from .errors import CheckpointFormatError, UnknownModelError, WeightsNotFoundError
 
 _logger = logging.getLogger(__name__)
 
@@ -261,9 +261,17 @@ def _create_timm(
     name: str, pretrained: bool, pretrained_file: Optional[Union[str, Path]], num_classes: Optional[int], **kwargs: Any
 ) -> torch.nn.Module:
     overlay = dict(file=str(pretrained_file)) if pretrained_file else None
-    model = timm.create_model(
-        name, pretrained=pretrained, pretrained_cfg_overlay=overlay, num_classes=num_classes or 0, **kwargs
-    )
+    try:
+        model = timm.create_model(
+            name, pretrained=pretrained, pretrained_cfg_overlay=overlay, num_classes=num_classes or 0, **kwargs
+        )
+    except (OSError, RuntimeError) as e:  # timm's download path: hub errors are OSErrors, missing tags RuntimeErrors
+        if not pretrained:
+            raise
+        raise WeightsNotFoundError(
+            f"timm could not load the weights of '{name}' ({type(e).__name__}: {str(e).splitlines()[0]}). Without"
+            " network access, put them in the Hugging Face cache (HF_HOME) or pass pretrained_file=."
+        ) from e
     model.sslzoo_cfg = dict(name=name, architecture=name.partition(".")[0], method=None, sha256=None)
     return model
 

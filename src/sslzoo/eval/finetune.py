@@ -1,0 +1,777 @@
+"""Full fine-tuning of a ViT on an ImageFolder dataset with the papers' timm recipe (protocol ``finetune:<recipe>``).
+
+Every piece of the recipe is timm's own: ``create_optimizer_v2`` (AdamW, layer-wise lr decay, no weight decay on
+1-D parameters and ``no_weight_decay()`` names), ``CosineLRScheduler`` (linear warm-up, then cosine), ``Mixup``
+(mixup/cutmix with label smoothing), ``SoftTargetCrossEntropy``/``LabelSmoothingCrossEntropy`` and
+``create_transform`` (RandAugment, random erasing). The schedule is stepped per iteration, as in BEiT and iBOT/ADCLR
+(DeiT-derived scripts step timm's scheduler once per epoch instead).
+
+Randomness is reseeded at the start of every epoch from ``(seed, epoch)`` (python, numpy and torch, which drive
+RandAugment, Mixup/CutMix, random erasing, shuffling and drop path), so a run resumed from ``checkpoint.pt`` after
+epoch k draws exactly what an uninterrupted run draws: on CPU the final weights are bitwise equal.
+
+The output folder is a hub folder (:func:`sslzoo.save_pretrained`) holding the last epoch's weights with the
+classifier head, plus ``checkpoint.pt``, ``log.csv`` and ``results.json``. The papers report the best test accuracy
+over epochs; ``results.json`` and the model card give both ``best_top1`` (with its epoch) and ``last_top1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Union
+
+import numpy as np
+import torch
+from PIL import Image
+from timm.data import (
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    Mixup,
+    auto_augment,
+    create_transform,
+    resolve_model_data_config,
+)
+from timm.data.transforms import RandomResizedCropAndInterpolation
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import transforms
+from tqdm.auto import tqdm
+
+from .. import data as sslzoo_data
+from ..errors import SslzooError
+from ..hub import load_checkpoint, save_pretrained, write_text_atomic
+from ..models import create_model
+
+_logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "log.csv"
+RESULTS_NAME = "results.json"
+CHECKPOINT_FORMAT = "sslzoo-finetune-v1"
+TRAIN_CROPS = ("random-crop", "random-resized-crop")
+NORMALIZATIONS = ("imagenet", "model")
+_LOG_COLUMNS = ("epoch", "lr", "train_loss", "test_top1", "best_top1", "epoch_s")
+
+
+class FinetuneError(SslzooError, ValueError):
+    """A fine-tuning request that cannot run as given (bad recipe value, unusable dataset, conflicting output)."""
+
+
+@dataclass(frozen=True)
+class FinetuneRecipe:
+    """The hyper-parameters of one fine-tuning protocol. Every field can be overridden from the command line.
+
+    The learning rate is ``lr`` when set (absolute), else ``base_lr`` (or the entry of ``base_lr_by_width`` for the
+    model's width) times ``batch_size / lr_batch_divisor`` (no scaling when the divisor is None).
+    """
+
+    epochs: int
+    batch_size: int
+    base_lr: float
+    lr_batch_divisor: Optional[int]
+    weight_decay: float
+    layer_decay: Optional[float]  # None: one lr for every layer (layer decay 1)
+    warmup_epochs: float
+    warmup_lr: float
+    min_lr: float
+    drop_path: float
+    train_crop: str  # "random-crop": RandomCrop(size, padding=4) instead of RandomResizedCrop (CIFAR recipes)
+    normalize: str  # "imagenet": ImageNet mean/std; "model": the model's pretrained_cfg
+    base_lr_by_width: Optional[Mapping[int, float]] = None  # embed_dim -> base lr (ViT-T/S/B values of a paper)
+    lr: Optional[float] = None
+    eval_crop_pct: Optional[float] = None  # None: the model's crop_pct; 1.0: the test images are not resized
+    auto_augment: Optional[str] = "rand-m9-mstd0.5-inc1"
+    mixup: float = 0.8
+    cutmix: float = 1.0
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    smoothing: float = 0.1
+    re_prob: float = 0.25
+    source: str = ""
+
+    def lr_for(self, embed_dim: int) -> float:
+        """The peak learning rate for a model of width ``embed_dim`` at this recipe's batch size."""
+        if self.lr is not None:
+            return self.lr
+        base = self.base_lr
+        if self.base_lr_by_width:
+            # the value of the nearest listed width at or below the model's (the smallest listed for narrower ones)
+            widths = sorted(self.base_lr_by_width)
+            base = self.base_lr_by_width[max([w for w in widths if w <= embed_dim] or [widths[0]])]
+        return base * self.batch_size / self.lr_batch_divisor if self.lr_batch_divisor else base
+
+    @property
+    def mixup_active(self) -> bool:
+        return self.mixup_prob > 0 and (self.mixup > 0 or self.cutmix > 0)
+
+    def validate(self) -> None:
+        problems = []
+        if self.epochs < 1 or self.batch_size < 1:
+            problems.append(f"epochs ({self.epochs}) and batch_size ({self.batch_size}) must be at least 1")
+        if self.mixup_active and self.batch_size % 2:
+            problems.append(f"mixup/cutmix pair images within a batch, so batch_size must be even, got {self.batch_size}")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            problems.append(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        if self.warmup_epochs < 0:
+            problems.append(f"warmup_epochs must be at least 0, got {self.warmup_epochs}")
+        for name in ("drop_path", "mixup_prob", "mixup_switch_prob", "smoothing", "re_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.train_crop not in TRAIN_CROPS:
+            problems.append(f"train_crop must be one of {', '.join(TRAIN_CROPS)}, got {self.train_crop!r}")
+        if self.normalize not in NORMALIZATIONS:
+            problems.append(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}")
+        if problems:
+            raise FinetuneError("Invalid fine-tuning recipe: " + "; ".join(problems) + ".")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if d["base_lr_by_width"] is not None:
+            d["base_lr_by_width"] = {str(k): v for k, v in d["base_lr_by_width"].items()}
+        return d
+
+
+_BEIT = FinetuneRecipe(
+    epochs=100,
+    batch_size=1024,  # 128 per GPU x 8 GPUs
+    base_lr=5e-4,
+    lr_batch_divisor=None,  # the lr is absolute in iBOT's run.sh
+    weight_decay=0.05,
+    layer_decay=0.65,
+    warmup_epochs=5,
+    warmup_lr=1e-6,
+    min_lr=1e-6,
+    drop_path=0.2,
+    train_crop="random-resized-crop",
+    normalize="model",
+    source="BEiT-style fine-tuning of iBOT/ADCLR (ViT-B, run.sh); METHODS.md 4.3",
+)
+
+FINETUNE_RECIPES: dict[str, FinetuneRecipe] = {
+    "aps-cifar": FinetuneRecipe(
+        epochs=100,
+        batch_size=128,
+        base_lr=1e-3,
+        base_lr_by_width={192: 2e-3, 384: 1e-3, 768: 5e-4},
+        lr_batch_divisor=512,
+        weight_decay=0.05,
+        layer_decay=None,
+        warmup_epochs=5,
+        warmup_lr=1e-6,
+        min_lr=1e-5,
+        drop_path=0.0,  # the APS config sets 0.1, but its ViT ignores it; 0 is what was trained
+        train_crop="random-crop",
+        normalize="imagenet",
+        eval_crop_pct=1.0,
+        source="APS main_finetune.py, config/finetune/*.py; METHODS.md 1.6",
+    ),
+    "patchmix-cifar": FinetuneRecipe(
+        epochs=100,
+        batch_size=256,
+        base_lr=5e-4,
+        base_lr_by_width={192: 1e-3, 384: 5e-4, 768: 5e-4},
+        lr_batch_divisor=256,
+        weight_decay=0.05,
+        layer_decay=0.75,
+        warmup_epochs=10,
+        warmup_lr=1e-6,
+        min_lr=1e-5,
+        drop_path=0.1,
+        train_crop="random-crop",
+        normalize="model",
+        eval_crop_pct=1.0,
+        source="PatchMix main_finetune.py, config/finetune/*.py; METHODS.md 2.7",
+    ),
+    "beit": _BEIT,
+    "adclr": _BEIT,
+    "default": FinetuneRecipe(
+        epochs=100,
+        batch_size=128,
+        base_lr=5e-4,
+        lr_batch_divisor=256,
+        weight_decay=0.05,
+        layer_decay=0.75,
+        warmup_epochs=5,
+        warmup_lr=1e-6,
+        min_lr=1e-6,
+        drop_path=0.1,
+        train_crop="random-resized-crop",
+        normalize="model",
+        source="PatchMix's ImageNet values (lr 5e-4 x batch/256, layer decay 0.75) with BEiT's 5 warm-up epochs",
+    ),
+}
+
+
+def resolve_recipe(name: str = "default", **overrides: Any) -> FinetuneRecipe:
+    """A preset of :data:`FINETUNE_RECIPES` with fields replaced.
+
+    Overrides that are None are ignored (not given). ``layer_decay=1`` turns layer decay off, ``lr_batch_divisor=0``
+    the lr scaling, ``auto_augment="none"`` RandAugment; a ``base_lr`` replaces the per-width base lrs of the preset.
+    """
+    if name not in FINETUNE_RECIPES:
+        raise FinetuneError(f"Unknown fine-tuning recipe {name!r}; choose one of {', '.join(FINETUNE_RECIPES)}.")
+    known = {f.name for f in dataclasses.fields(FinetuneRecipe)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise TypeError(f"Unknown recipe fields {unknown}; known: {', '.join(sorted(known))}.")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given.get("layer_decay") == 1:
+        given["layer_decay"] = None
+    if given.get("lr_batch_divisor") == 0:
+        given["lr_batch_divisor"] = None
+    if str(given.get("auto_augment", "")).lower() in ("none", "off"):
+        given["auto_augment"] = None
+    if "base_lr" in given:
+        given.setdefault("base_lr_by_width", None)
+    recipe = dataclasses.replace(FINETUNE_RECIPES[name], **given)
+    recipe.validate()
+    return recipe
+
+
+# --------------------------------------------------------------------------------------------------- data
+
+
+def _subset(dataset: Dataset, limit: Optional[int], seed: int) -> Dataset:
+    """A seeded random subset of ``limit`` items (in their original order), for quick runs."""
+    if limit is None or limit >= len(dataset):
+        return dataset
+    keep = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    return Subset(dataset, keep.tolist())
+
+
+def _image_size(dataset: Dataset) -> Optional[tuple[int, int]]:
+    """The common (H, W) of a decoded split; None where images are read one by one (sizes may differ)."""
+    split = getattr(dataset, "split", None)
+    return tuple(split.images.shape[-2:]) if split is not None else None
+
+
+def train_transform(
+    recipe: FinetuneRecipe, data_config: Mapping[str, Any], source_size: Optional[tuple[int, int]]
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """timm's training transform for the recipe, on the uint8 ``(3, H, W)`` tensors of :mod:`sslzoo.data`.
+
+    For ``train_crop="random-crop"`` the first step (RandomResizedCrop) is replaced by ``RandomCrop(size, padding=4)``,
+    as the CIFAR recipes do; images of another size are resized (shorter side) to the model's size first.
+    """
+    size = tuple(data_config["input_size"][1:])
+    tf = create_transform(
+        input_size=data_config["input_size"],
+        is_training=True,
+        auto_augment=recipe.auto_augment,
+        interpolation=data_config["interpolation"],
+        mean=data_config["mean"],
+        std=data_config["std"],
+        re_prob=recipe.re_prob,
+        re_mode="pixel",
+        re_count=1,
+    )
+    _allow_posterize_to_zero_bits(tf)
+    if recipe.train_crop == "random-crop":
+        if not isinstance(tf.transforms[0], RandomResizedCropAndInterpolation):
+            raise RuntimeError(f"timm's training transform no longer starts with a RandomResizedCrop: {tf}")
+        crop = [transforms.RandomCrop(size, padding=4)]
+        if source_size != size:
+            crop.insert(0, transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC))
+        tf.transforms[0:1] = crop
+    return transforms.Compose([transforms.ToPILImage(), tf])
+
+
+def _posterize_any_bits(img: Any, bits_to_keep: int, **kwargs: Any) -> Any:
+    """timm's posterize, with 0 bits giving the black image that Pillow returned before version 13 (which refuses)."""
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return auto_augment.posterize(img, bits_to_keep, **kwargs)
+
+
+def _allow_posterize_to_zero_bits(tf: Any) -> None:
+    """RandAugment ``inc1`` posterizes to 0 bits at magnitude 10 (about 2% of the m9-mstd0.5 magnitude draws)."""
+    for step in tf.transforms:
+        for op in getattr(step, "ops", []) if isinstance(step, auto_augment.RandAugment) else []:
+            if op.aug_fn is auto_augment.posterize:
+                op.aug_fn = _posterize_any_bits
+
+
+def _prepare_model_config(model: torch.nn.Module, recipe: FinetuneRecipe, classes: list[str]) -> None:
+    """Record the preprocessing the fine-tuned model is trained with, and its class names, in ``pretrained_cfg``.
+
+    The saved folder then carries them, so that its eval transform and label names are right without the recipe.
+    """
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    if recipe.normalize == "imagenet":
+        cfg.update(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
+    if recipe.eval_crop_pct is not None:
+        cfg["crop_pct"] = recipe.eval_crop_pct
+    cfg.update(num_classes=len(classes), label_names=tuple(classes))
+    model.pretrained_cfg = cfg
+    model.default_cfg = cfg
+
+
+# --------------------------------------------------------------------------------------------------- training pieces
+
+
+def build_optimizer(model: torch.nn.Module, recipe: FinetuneRecipe, lr: float) -> torch.optim.Optimizer:
+    """AdamW through timm: layer-wise lr scales (``lr_scale`` per group) and no weight decay on 1-D parameters."""
+    return create_optimizer_v2(
+        model, opt="adamw", lr=lr, weight_decay=recipe.weight_decay, layer_decay=recipe.layer_decay
+    )
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, recipe: FinetuneRecipe, lr: float, steps_per_epoch: int
+) -> CosineLRScheduler:
+    """Per-iteration linear warm-up from ``warmup_lr``, then cosine from ``lr`` to ``min_lr`` (timm's scheduler)."""
+    total = recipe.epochs * steps_per_epoch
+    warmup = min(round(recipe.warmup_epochs * steps_per_epoch), total)
+    if recipe.warmup_epochs > recipe.epochs:
+        _logger.warning(
+            "warm-up (%g epochs) is longer than the run (%d epochs): the lr warms up for the whole run and never"
+            " reaches its cosine; pass --warmup-epochs to shorten it.", recipe.warmup_epochs, recipe.epochs
+        )
+    return CosineLRScheduler(
+        optimizer,
+        t_initial=max(1, total - warmup),
+        lr_min=recipe.min_lr,
+        warmup_t=warmup,
+        warmup_lr_init=recipe.warmup_lr,
+        warmup_prefix=True,  # the cosine starts after the warm-up, as in BEiT's cosine_scheduler
+        t_in_epochs=False,
+    )
+
+
+def _criterion_and_mixup(recipe: FinetuneRecipe, num_classes: int) -> tuple[torch.nn.Module, Optional[Callable]]:
+    if recipe.mixup_active:  # Mixup builds the smoothed soft targets itself
+        mixup = Mixup(
+            mixup_alpha=recipe.mixup,
+            cutmix_alpha=recipe.cutmix,
+            prob=recipe.mixup_prob,
+            switch_prob=recipe.mixup_switch_prob,
+            mode="batch",
+            label_smoothing=recipe.smoothing,
+            num_classes=num_classes,
+        )
+        return SoftTargetCrossEntropy(), mixup
+    if recipe.smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=recipe.smoothing), None
+    return torch.nn.CrossEntropyLoss(), None
+
+
+def _seed_epoch(seed: int, epoch: int) -> None:
+    """Seed python, numpy and torch (all devices) from ``(seed, epoch)``: each epoch's draws depend on nothing else."""
+    s = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FinetuneError(f"--device {device} was asked for, but CUDA is not available here; use --device cpu.")
+    return dev
+
+
+def _amp_dtype(device: torch.device, amp: bool) -> Optional[torch.dtype]:
+    """Mixed precision only on CUDA: bf16 where supported, else fp16 (which needs loss scaling)."""
+    if not amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _autocast(device: torch.device, dtype: Optional[torch.dtype]) -> torch.autocast:
+    return torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module, loader: DataLoader, device: torch.device, amp_dtype: Optional[torch.dtype] = None
+) -> float:
+    """Top-1 accuracy (percent) of ``model`` on ``loader``."""
+    model.eval()
+    correct = total = 0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with _autocast(device, amp_dtype):
+            logits = model(x)
+        correct += int((logits.argmax(dim=-1) == y).sum())
+        total += len(y)
+    return 100.0 * correct / max(total, 1)
+
+
+def _train_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    *,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    criterion: torch.nn.Module,
+    mixup: Optional[Callable],
+    device: torch.device,
+    amp_dtype: Optional[torch.dtype],
+    steps: int,
+    first_update: int,
+    desc: str,
+    progress: bool,
+) -> float:
+    """One epoch of ``steps`` optimizer steps; returns the mean training loss."""
+    model.train()
+    total, seen = 0.0, 0
+    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    for step, (x, y) in enumerate(loader):
+        if step >= steps:
+            break
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        target = y
+        if mixup is not None:
+            x, target = mixup(x, y)
+        with _autocast(device, amp_dtype):
+            loss = criterion(model(x), target)
+        if not torch.isfinite(loss):
+            raise FinetuneError(
+                f"The training loss became {loss.item()} at step {step + 1} ({desc}). Lower the learning rate"
+                " (--lr or --base-lr) or increase --warmup-epochs, then start again in a new --output folder."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step_update(first_update + step + 1)
+        total += loss.item()
+        seen += 1
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[-1]['lr']:.2e}", refresh=False)
+        bar.update()
+    bar.close()
+    return total / max(seen, 1)
+
+
+# --------------------------------------------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename: a kill never leaves a partial file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load_checkpoint(path: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """Read ``checkpoint.pt`` (tensors and plain data only) and check that it belongs to the same run."""
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise FinetuneError(f"{path} is not an sslzoo fine-tuning checkpoint. Choose another --output folder.")
+    differ = sorted(k for k in set(run) | set(state["run"]) if run.get(k) != state["run"].get(k))
+    if differ:
+        detail = "; ".join(f"{k}: checkpoint {state['run'].get(k)!r}, now {run.get(k)!r}" for k in differ[:6])
+        raise FinetuneError(
+            f"Cannot resume {path}: the run differs from the one that wrote it ({detail}). Resume with the same"
+            " settings, or start the new run in another --output folder."
+        )
+    return state
+
+
+def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=_LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    write_text_atomic(path, buf.getvalue())
+
+
+def _card(
+    *, model_name: str, dataset_name: str, recipe_name: str, recipe: FinetuneRecipe, results: dict[str, Any]
+) -> dict[str, Any]:
+    protocol = f"finetune:{recipe_name}"
+    rows = "\n".join(f"| {k} | {v} |" for k, v in recipe.to_dict().items())
+    classes = ", ".join(results["classes"])
+    body = (
+        f"Fine-tuned from `{model_name}` on {dataset_name} ({results['train_images']} training images, "
+        f"{results['test_images']} test images) for {results['epochs']} epochs with the `{recipe_name}` recipe at lr "
+        f"{results['lr']:.3g}. This folder holds the weights of the last epoch. The papers report the best test "
+        f"accuracy over epochs: best {results['best_top1']:.2f} (epoch {results['best_epoch']}), "
+        f"last {results['last_top1']:.2f}.\n\nClasses (output index order): {classes}.\n\n"
+        f"| recipe field | value |\n|---|---|\n{rows}"
+    )
+    return {
+        "description": f"{model_name} fine-tuned on {dataset_name} (protocol {protocol}).",
+        "datasets": [dataset_name],
+        "tags": ["image-classification", "fine-tuned"],
+        "results": [
+            {"dataset": dataset_name, "protocol": protocol, "metric": "top1 (best epoch)", "value": results["best_top1"]},
+            {"dataset": dataset_name, "protocol": protocol, "metric": "top1 (last epoch)", "value": results["last_top1"]},
+        ],
+        "sections": {"Fine-tuning": body},
+    }
+
+
+class _Mapped(Dataset):
+    """``(transform(image), label)`` over a dataset of ``(image, label)``."""
+
+    def __init__(self, base: Dataset, transform: Callable) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        img, label = self.base[i]
+        return self.transform(img), label
+
+
+def _open_splits(data: Union[str, os.PathLike]) -> tuple[Dataset, Dataset, list[str]]:
+    train = sslzoo_data.open_dataset(data, "train")
+    test = sslzoo_data.open_dataset(data, "test")
+    classes = list(train.classes)
+    if len(classes) < 2:
+        raise FinetuneError(
+            f"{data} has {len(classes)} class ({', '.join(classes)}); a classifier needs at least two class folders"
+            " (one folder per class under train/ and test/)."
+        )
+    return train, test, classes
+
+
+# --------------------------------------------------------------------------------------------------- the protocol
+
+
+def finetune(
+    model_name: str,
+    data: Union[str, os.PathLike],
+    *,
+    output: Union[str, os.PathLike],
+    recipe: str = "default",
+    resume: bool = False,
+    seed: int = 0,
+    device: str = "auto",
+    num_workers: int = 4,
+    limit_train: Optional[int] = None,
+    limit_test: Optional[int] = None,
+    max_steps_per_epoch: Optional[int] = None,
+    pretrained: bool = True,
+    pretrained_file: Optional[Union[str, os.PathLike]] = None,
+    amp: bool = True,
+    progress: bool = True,
+    **recipe_overrides: Any,
+) -> dict[str, Any]:
+    """Fine-tune a ViT with a classifier head on a dataset and write the result as a hub folder.
+
+    Args:
+        model_name: anything :func:`sslzoo.create_model` takes (registry name, alias, ``local-dir:``, timm name).
+        data: an ImageFolder tree with ``train/`` and ``test/`` (or ``val/``), or any dataset
+            :func:`sslzoo.data.open_dataset` reads. Accuracy is measured on the test split after every epoch.
+        output: the run folder: ``checkpoint.pt`` and ``log.csv`` during training; at the end also the hub folder
+            (``model.safetensors``, ``config.json``, ``README.md``) and ``results.json``.
+        recipe: a preset of :data:`FINETUNE_RECIPES`.
+        resume: continue the run in ``output`` from its ``checkpoint.pt`` (a fresh start where there is none).
+        seed: seeds the head's initialisation, the ``limit_*`` subsets and every epoch's randomness.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``. Mixed precision only on CUDA.
+        num_workers: DataLoader workers.
+        limit_train, limit_test: use a seeded random subset of this many images (quick runs).
+        max_steps_per_epoch: cap on the optimizer steps of an epoch (quick runs); the schedule follows the cap.
+        pretrained, pretrained_file: passed to :func:`sslzoo.create_model` (False trains from scratch).
+        amp: mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling).
+        progress: show a progress bar per epoch.
+        **recipe_overrides: fields of :class:`FinetuneRecipe` (``epochs``, ``batch_size``, ``lr``, ``base_lr``,
+            ``layer_decay``, ``mixup``...), as in :func:`resolve_recipe`.
+
+    Returns:
+        The content of ``results.json`` (``best_top1``, ``best_epoch``, ``last_top1``, ``lr``, ``recipe``...) plus
+        ``model``: the fine-tuned model (last epoch), in eval mode.
+
+    Raises:
+        FinetuneError: invalid recipe values, a dataset with fewer than two classes or fewer images than a batch,
+            an existing run in ``output`` without ``resume``, or a checkpoint of a different run.
+        sslzoo.data.DatasetNotFoundError: no such dataset folder or split.
+    """
+    rec = resolve_recipe(recipe, **recipe_overrides)
+    out = Path(output).expanduser()
+    ckpt_path = out / CHECKPOINT_NAME
+    if ckpt_path.is_file() and not resume:
+        raise FinetuneError(
+            f"{out} already holds a fine-tuning run ({CHECKPOINT_NAME}). Pass --resume (resume=True) to continue it,"
+            " or choose another --output folder."
+        )
+    dev = _resolve_device(device)
+    train_base, test_base, classes = _open_splits(data)
+    train_set, test_set = _subset(train_base, limit_train, seed), _subset(test_base, limit_test, seed + 1)
+
+    torch.manual_seed(seed)  # the new head's initialisation
+    model = create_model(
+        model_name, pretrained=pretrained, pretrained_file=pretrained_file, num_classes=len(classes),
+        drop_path_rate=rec.drop_path,
+    )
+    _prepare_model_config(model, rec, classes)
+    train_ds = _Mapped(train_set, train_transform(rec, resolve_model_data_config(model), _image_size(train_base)))
+    test_ds = _Mapped(test_set, sslzoo_data.eval_transform(model))
+    steps_per_epoch = len(train_ds) // rec.batch_size
+    if steps_per_epoch == 0:
+        raise FinetuneError(
+            f"The training split has {len(train_ds)} images, fewer than one batch of {rec.batch_size}."
+            " Lower --batch-size (even, for mixup/cutmix) or raise --limit-train."
+        )
+    if max_steps_per_epoch is not None:
+        steps_per_epoch = max(1, min(steps_per_epoch, max_steps_per_epoch))
+
+    lr = rec.lr_for(model.embed_dim)
+    model.to(dev)
+    optimizer = build_optimizer(model, rec, lr)
+    scheduler = build_scheduler(optimizer, rec, lr, steps_per_epoch)
+    criterion, mixup = _criterion_and_mixup(rec, len(classes))
+    amp_dtype = _amp_dtype(dev, amp)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
+
+    # what must be equal for a checkpoint to continue this run
+    run = dict(
+        model=model_name, data=str(data), recipe=recipe, recipe_config=rec.to_dict(), seed=seed,
+        limit_train=limit_train, limit_test=limit_test, steps_per_epoch=steps_per_epoch, classes=classes,
+        pretrained=pretrained, pretrained_file=str(pretrained_file) if pretrained_file else None,
+    )
+    start_epoch, best_top1, best_epoch, history, train_s = 0, -1.0, 0, [], 0.0
+    if resume and ckpt_path.is_file():
+        state = _load_checkpoint(ckpt_path, run)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler.is_enabled() and state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, best_top1, best_epoch = state["epoch"], state["best_top1"], state["best_epoch"]
+        history, train_s = list(state["history"]), state["train_s"]
+        _logger.info("Resuming %s after epoch %d of %d.", out, start_epoch, rec.epochs)
+    out.mkdir(parents=True, exist_ok=True)
+
+    loader_args = dict(batch_size=rec.batch_size, num_workers=num_workers, pin_memory=dev.type == "cuda")
+    train_loader = DataLoader(train_ds, shuffle=True, drop_last=True, **loader_args)
+    test_loader = DataLoader(test_ds, shuffle=False, **loader_args)
+    for epoch in range(start_epoch, rec.epochs):
+        t0 = time.perf_counter()
+        _seed_epoch(seed, epoch)
+        loss = _train_epoch(
+            model, train_loader, optimizer=optimizer, scheduler=scheduler, scaler=scaler, criterion=criterion,
+            mixup=mixup, device=dev, amp_dtype=amp_dtype, steps=steps_per_epoch, first_update=epoch * steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{rec.epochs}", progress=progress,
+        )
+        top1 = evaluate(model, test_loader, dev, amp_dtype)
+        if top1 > best_top1:
+            best_top1, best_epoch = top1, epoch + 1
+        epoch_s = time.perf_counter() - t0
+        train_s += epoch_s
+        history.append(dict(
+            epoch=epoch + 1, lr=max(g["lr"] for g in optimizer.param_groups), train_loss=loss, test_top1=top1,
+            best_top1=best_top1, epoch_s=round(epoch_s, 3),
+        ))
+        _save_checkpoint(dict(
+            format=CHECKPOINT_FORMAT, run=run, epoch=epoch + 1, model=model.state_dict(),
+            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
+            best_top1=best_top1, best_epoch=best_epoch, history=history, train_s=train_s,
+        ), ckpt_path)
+        _write_log(out / LOG_NAME, history)
+        _logger.info("epoch %d/%d: loss %.4f, test top-1 %.2f (best %.2f)", epoch + 1, rec.epochs, loss, top1, best_top1)
+
+    results = dict(
+        protocol=f"finetune:{recipe}", model=model_name, data=str(data), recipe=recipe, recipe_config=rec.to_dict(),
+        epochs=rec.epochs, lr=lr, best_top1=best_top1, best_epoch=best_epoch, last_top1=history[-1]["test_top1"],
+        num_classes=len(classes), classes=classes, train_images=len(train_ds), test_images=len(test_ds),
+        steps_per_epoch=steps_per_epoch, seed=seed, device=str(dev), train_wall_clock_s=round(train_s, 3),
+    )
+    dataset_name = Path(str(data)).name or str(data)
+    model.sslzoo_cfg = dict(
+        getattr(model, "sslzoo_cfg", None) or {}, name=out.name, finetuned_from=model_name,
+        finetune_protocol=results["protocol"], finetune_dataset=dataset_name,
+    )
+    card = _card(model_name=model_name, dataset_name=dataset_name, recipe_name=recipe, recipe=rec, results=results)
+    save_pretrained(model, out, card=card)
+    write_text_atomic(out / RESULTS_NAME, json.dumps(results, indent=2) + "\n")
+    return dict(results, model=model.eval())
+
+
+# --------------------------------------------------------------------------------------------------- command line
+
+# recipe fields that have a flag: name -> (type, help)
+_RECIPE_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "epochs": (int, "training epochs"),
+    "batch_size": (int, "images per optimizer step (even when mixup/cutmix is on)"),
+    "lr": (float, "absolute peak learning rate (replaces base lr x batch scaling)"),
+    "base_lr": (float, "base learning rate, scaled by batch size / --lr-batch-divisor"),
+    "lr_batch_divisor": (int, "the lr scaling rule: lr = base lr x batch size / this (0: no scaling)"),
+    "weight_decay": (float, "AdamW weight decay (never on 1-D parameters, position embedding, class token)"),
+    "layer_decay": (float, "layer-wise lr decay factor (1 turns it off)"),
+    "warmup_epochs": (float, "epochs of linear warm-up"),
+    "warmup_lr": (float, "learning rate at the start of the warm-up"),
+    "min_lr": (float, "final learning rate of the cosine"),
+    "drop_path": (float, "stochastic depth rate"),
+    "auto_augment": (str, "timm RandAugment string, e.g. rand-m9-mstd0.5-inc1 ('none' turns it off)"),
+    "mixup": (float, "mixup alpha (0: off)"),
+    "cutmix": (float, "cutmix alpha (0: off)"),
+    "mixup_prob": (float, "probability of applying mixup or cutmix to a batch"),
+    "mixup_switch_prob": (float, "probability of cutmix instead of mixup when both are on"),
+    "smoothing": (float, "label smoothing"),
+    "re_prob": (float, "random erasing probability"),
+    "train_crop": (str, f"training crop: {' or '.join(TRAIN_CROPS)} (RandomCrop with padding 4, for CIFAR)"),
+    "normalize": (str, f"mean/std: {' or '.join(NORMALIZATIONS)} (the model's pretrained_cfg)"),
+    "eval_crop_pct": (float, "crop_pct of the test transform (1: no resize)"),
+}
+_RUN_FLAGS = (
+    "recipe", "resume", "seed", "device", "num_workers", "limit_train", "limit_test", "max_steps_per_epoch",
+    "pretrained", "pretrained_file", "amp", "progress",
+)
+
+
+def add_finetune_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the flags of :func:`finetune` to an argparse (sub)parser; :func:`run_from_args` runs it."""
+    parser.add_argument("--model", required=True, help="model name, alias, local-dir:PATH, hf-hub:REPO or timm name")
+    parser.add_argument("--data", required=True, help="ImageFolder root with train/ and test/ (or val/)")
+    parser.add_argument("--output", required=True, help="run folder: checkpoint, log, results and the hub folder")
+    parser.add_argument("--recipe", default="default", choices=list(FINETUNE_RECIPES), help="hyper-parameter preset")
+    group = parser.add_argument_group("recipe overrides (default: the recipe's value)")
+    for name, (kind, text) in _RECIPE_FLAGS.items():
+        choices = {"train_crop": TRAIN_CROPS, "normalize": NORMALIZATIONS}.get(name)
+        group.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, choices=choices, help=text)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output from its checkpoint.pt")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--num-workers", type=int, default=4, help="DataLoader workers")
+    parser.add_argument("--limit-train", type=int, default=None, help="use a random subset of N training images")
+    parser.add_argument("--limit-test", type=int, default=None, help="use a random subset of N test images")
+    parser.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap the optimizer steps per epoch")
+    parser.add_argument("--pretrained-file", default=None, help="weight file for a registry name")
+    parser.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="train from scratch")
+    parser.add_argument("--no-amp", dest="amp", action="store_false", help="full precision on CUDA")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    return parser
+
+
+def finetune_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`finetune` (after ``model_name`` and ``data``) from parsed flags."""
+    kwargs = {name: getattr(args, name) for name in (*_RUN_FLAGS, *_RECIPE_FLAGS)}
+    return dict(kwargs, output=args.output)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run ``sslzoo finetune`` from flags parsed by a parser set up with :func:`add_finetune_arguments`."""
+    results = finetune(args.model, args.data, **finetune_kwargs_from_args(args))
+    print(
+        f"{results['protocol']} on {results['data']}: best top-1 {results['best_top1']:.2f} (epoch"
+        f" {results['best_epoch']}), last top-1 {results['last_top1']:.2f} after {results['epochs']} epochs"
+        f" ({results['train_wall_clock_s']:.0f} s). Load it with sslzoo.create_model('local-dir:{args.output}')."
+    )
+    return 0

@@ -1,0 +1,155 @@
+"""The evaluation protocols end to end: a model name and a dataset in, a table of accuracies out.
+
+``knn:dino`` and ``knn:instdisc`` (frozen features, weighted kNN) and ``linear:frozen`` (a linear head on cached
+features), each run on the train and test splits of a dataset: a path, a dataset name, or the CIFAR-10 sample shipped
+inside the package (``"sample"``), which lets the library be tried on a fresh machine with no network.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Union
+
+import torch
+
+from ..data import open_dataset
+from ..errors import WeightsNotFoundError
+from ..models import create_model
+from .. import registry
+from .features import extract_features
+from .knn import KNN_PRESETS, knn_classify
+from .linear import linear_probe
+
+SAMPLE = "sample"
+
+
+RANDOM_INIT_SEED = 0
+
+
+def _random_init(name: str) -> torch.nn.Module:
+    # seeded, so a random-init reference is the same model every time (and its features are cached)
+    with torch.random.fork_rng():
+        torch.manual_seed(RANDOM_INIT_SEED)
+        return create_model(name, pretrained=False)
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    name: str
+    weights: str  # a description of where the weights came from
+
+
+def load_for_eval(name: str, *, random_init: bool = False, pretrained_file: Optional[str] = None) -> LoadedModel:
+    """Build ``name`` with its weights; a registry architecture with no published weights is used at random init.
+
+    A name whose weights are registered but cannot be found is an error, never a silent random init.
+    """
+    if random_init:
+        return LoadedModel(_random_init(name), name, f"random init (seed {RANDOM_INIT_SEED}, requested)")
+    if pretrained_file is not None:
+        return LoadedModel(create_model(name, pretrained_file=pretrained_file), name, f"file {pretrained_file}")
+    if registry.is_registered(name) and registry.resolve(name).weights is None:
+        print(f"sslzoo: {name} has no published weights yet; evaluating it at random init.", file=sys.stderr)
+        return LoadedModel(_random_init(name), name, f"random init (seed {RANDOM_INIT_SEED}, no published weights)")
+    try:
+        model = create_model(name, pretrained=True)
+    except WeightsNotFoundError as e:
+        raise WeightsNotFoundError(f"{e}\nTo evaluate the architecture at random init, pass --random-init.") from e
+    sha = (getattr(model, "sslzoo_cfg", None) or {}).get("sha256")
+    return LoadedModel(model, name, f"pretrained (sha256 {sha[:12]}…)" if sha else "pretrained")
+
+
+def _features(model: torch.nn.Module, data: str, split: str, pool: str, batch_size: int, cache: bool, device):
+    dataset = open_dataset(data, split)
+    return extract_features(
+        model, dataset, pool=pool, batch_size=batch_size, device=device, cache_key="" if cache else None
+    )
+
+
+def _accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
+    return 100.0 * (pred == labels).float().mean().item()
+
+
+def knn_eval(
+    model: Union[str, torch.nn.Module],
+    data: str = SAMPLE,
+    *,
+    preset: str = "knn:dino",
+    k: Optional[Sequence[int]] = None,
+    temperature: Optional[float] = None,
+    pool: str = "cls",
+    batch_size: int = 256,
+    cache: bool = True,
+    device: Optional[str] = None,
+) -> dict[str, Any]:
+    """kNN accuracy of a frozen model: features of the train split are the bank, the test split the queries.
+
+    Returns:
+        ``{"protocol", "model", "weights", "data", "pool", "k", "temperature", "top1": {k: accuracy %},
+        "num_train", "num_test", "seconds"}``.
+    """
+    loaded = model if isinstance(model, LoadedModel) else (
+        load_for_eval(model) if isinstance(model, str) else LoadedModel(model, type(model).__name__, "given"))
+    if preset not in KNN_PRESETS:
+        raise ValueError(f"Unknown kNN preset {preset!r}; use one of {', '.join(KNN_PRESETS)}.")
+    ks = tuple(k or KNN_PRESETS[preset]["k"])
+    temp = KNN_PRESETS[preset]["temperature"] if temperature is None else temperature
+    start = time.perf_counter()
+    train_x, train_y = _features(loaded.model, data, "train", pool, batch_size, cache, device)
+    test_x, test_y = _features(loaded.model, data, "test", pool, batch_size, cache, device)
+    preds = knn_classify(train_x, train_y, test_x, k=ks, temperature=temp)
+    return {
+        "protocol": preset,
+        "model": loaded.name,
+        "weights": loaded.weights,
+        "data": data,
+        "pool": pool,
+        "k": list(ks),
+        "temperature": temp,
+        "top1": {int(kk): _accuracy(p, test_y) for kk, p in preds.items()},
+        "num_train": len(train_y),
+        "num_test": len(test_y),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def linear_eval(
+    model: Union[str, torch.nn.Module],
+    data: str = SAMPLE,
+    *,
+    pool: str = "cls",
+    batch_size: int = 256,
+    cache: bool = True,
+    device: Optional[str] = None,
+    **probe_kwargs: Any,
+) -> dict[str, Any]:
+    """``linear:frozen``: a linear head on cached frozen features, learning rate chosen on a split of train."""
+    loaded = model if isinstance(model, LoadedModel) else (
+        load_for_eval(model) if isinstance(model, str) else LoadedModel(model, type(model).__name__, "given"))
+    start = time.perf_counter()
+    train_x, train_y = _features(loaded.model, data, "train", pool, batch_size, cache, device)
+    test_x, test_y = _features(loaded.model, data, "test", pool, batch_size, cache, device)
+    result = linear_probe(train_x, train_y, test_x, test_y, **probe_kwargs)
+    result.update(model=loaded.name, weights=loaded.weights, data=data, pool=pool, seconds=time.perf_counter() - start)
+    return result
+
+
+def save_features(
+    model: Union[str, torch.nn.Module], data: str, output: str, *, splits: Sequence[str] = ("train", "test"),
+    pool: str = "cls", batch_size: int = 256, device: Optional[str] = None,
+) -> dict[str, Any]:
+    """Write the features of each split to one safetensors file (``{split}.features``, ``{split}.labels``)."""
+    from ..hub import save_safetensors
+
+    loaded = load_for_eval(model) if isinstance(model, str) else LoadedModel(model, type(model).__name__, "given")
+    tensors, counts = {}, {}
+    for split in splits:
+        x, y = _features(loaded.model, data, split, pool, batch_size, False, device)
+        tensors[f"{split}.features"], tensors[f"{split}.labels"] = x, y
+        counts[split] = len(y)
+    meta = {"model": loaded.name, "weights": loaded.weights, "data": str(data), "pool": pool}
+    save_safetensors(tensors, output, metadata=meta)
+    return {**meta, "output": str(output), "counts": counts}
