@@ -40,7 +40,7 @@ def read_members(tarball: Path) -> dict[str, dict[str, dict[str, bytes]]]:
 
 
 def select(members: dict[str, dict[str, bytes]], per_class: int, rng: np.random.Generator) -> dict[str, bytes]:
-    """``per_class`` files of each class (classes and files in sorted order before the draw), keyed by ``class/file``."""
+    """``per_class`` files of each class (classes and files sorted before the draw), keyed by ``class/file``."""
     chosen = {}
     for cls in sorted(members):
         names = sorted(members[cls])

@@ -92,7 +92,8 @@ def test_imagefolder_decodes_real_cifar_images(cifar_subset: Path, tmp_path: Pat
 def test_second_call_reads_the_cache_without_decoding(cifar_subset: Path, tmp_path: Path, count_opens) -> None:
     first = decoded_split(cifar_subset, "test", cache_dir=tmp_path)
     assert len(count_opens) == 50
-    assert list((tmp_path / "decoded").glob("*.safetensors")) == [tmp_path / "decoded" / f"{first.fingerprint}.safetensors"]
+    cache_files = list((tmp_path / "decoded").glob("*.safetensors"))
+    assert cache_files == [tmp_path / "decoded" / f"{first.fingerprint}.safetensors"]
     count_opens.clear()
     second = decoded_split(cifar_subset, "test", cache_dir=tmp_path)
     assert count_opens == []
@@ -201,7 +202,8 @@ def test_eval_transform_matches_timm_on_pil_images(cifar_subset: Path, tiny_vit_
     2 intensity levels, rarely."""
     files = [sorted((cifar_subset / "test" / c).iterdir())[0] for c in CIFAR10_CLASSES[:4]]
     models = [tiny_vit_factory(depth=1), tiny_vit_factory(depth=1, img_size=224, patch_size=16)]
-    models[1].pretrained_cfg = dict(models[1].pretrained_cfg, crop_pct=0.875, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    imagenet = dict(crop_pct=0.875, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    models[1].pretrained_cfg = dict(models[1].pretrained_cfg, **imagenet)
     for model in models:
         ours, timms = data.eval_transform(model), create_transform(**resolve_model_data_config(model))
         for f, size in zip(files, [(32, 32), (40, 30), (64, 64), (300, 200)]):

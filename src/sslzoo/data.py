@@ -541,7 +541,9 @@ def _uint8_step(step: Callable) -> Callable:
     from torchvision.transforms.v2 import functional as F
 
     if isinstance(step, transforms.Resize):
-        return partial(F.resize, size=step.size, interpolation=step.interpolation, max_size=step.max_size, antialias=True)
+        return partial(
+            F.resize, size=step.size, interpolation=step.interpolation, max_size=step.max_size, antialias=True
+        )
     if isinstance(step, transforms.CenterCrop):
         return partial(F.center_crop, output_size=list(step.size))
     return step  # timm's own steps (ResizeKeepRatio, CenterCropOrPad, TrimBorder) take tensors as they are
@@ -552,8 +554,9 @@ class EvalTransform:
 
     The geometric steps are those of timm's transform, applied to ``uint8 (3, H, W)`` or batched ``(B, 3, H, W)``
     tensors (resize and crop through torchvision's v2 functions, which keep uint8 as PIL does); the conversion to
-    float and the normalisation follow. On PIL images it agrees with timm's transform to 2 intensity levels. Where the input already has the model's size and
-    ``crop_pct`` keeps it (CIFAR models, ``crop_pct=1``), only the conversion runs.
+    float and the normalisation follow. On PIL images it agrees with timm's transform to 2 intensity levels. Where
+    the input already has the model's size and ``crop_pct`` keeps it (CIFAR models, ``crop_pct=1``), only the
+    conversion runs.
     """
 
     def __init__(self, data_config: dict[str, Any]) -> None:
