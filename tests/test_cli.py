@@ -11,13 +11,7 @@ from sslzoo import cli, hub, registry
 ARCH = "dino_vit_tiny_patch4_32"
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.setenv("SSLZOO_HUB", str(tmp_path / "hub"))
-    monkeypatch.setenv("SSLZOO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hub, "SHIPPED_HUB", tmp_path / "shipped")
+pytestmark = pytest.mark.usefixtures("isolated_hub")
 
 
 def run(capsys, *argv):
@@ -61,7 +55,7 @@ def test_user_errors_exit_2_with_a_message_and_no_traceback():
 
 
 def test_download_and_verify(tmp_path, monkeypatch, capsys):
-    folder = tmp_path / "hub" / f"{ARCH}.test"
+    folder = tmp_path / "env_hub" / f"{ARCH}.test"
     folder.mkdir(parents=True)
     save_file(sslzoo.create_model(ARCH).state_dict(), folder / "model.safetensors")
     pin = hub.sha256_file(folder / "model.safetensors")

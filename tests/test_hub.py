@@ -1,5 +1,4 @@
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -25,14 +24,7 @@ def _out(model, x):
         return model.eval()(x)
 
 
-@pytest.fixture(autouse=True)
-def isolated_hubs(tmp_path, monkeypatch):
-    """No test sees the user's caches, the shipped hub, or the network."""
-    monkeypatch.setenv("SSLZOO_HUB", str(tmp_path / "env_hub"))
-    monkeypatch.setenv("SSLZOO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hub, "SHIPPED_HUB", tmp_path / "shipped_hub")
+pytestmark = pytest.mark.usefixtures("isolated_hub")
 
 
 @pytest.mark.parametrize("name", ["dino_vit_t", "mocov3_vit_tiny_patch4_32", "patchmix_vit_tiny_patch4_32", "aps_vit_t"])

@@ -42,7 +42,8 @@ def test_every_alias_builds_the_architecture_it_names(alias):
 def test_names_follow_the_convention_and_cover_every_method_size_and_resolution():
     names = sslzoo.list_models()
     assert names == sorted(names)
-    assert len(names) == len(registry.METHODS) * len(registry.SIZES) * len(registry.RESOLUTIONS)
+    # the papers' sizes at every resolution, plus the zoo's micro ViT/8 for every method
+    assert len(names) == len(registry.METHODS) * (len(registry.SIZES) * len(registry.RESOLUTIONS) + 1)
     for expected in ("aps_vit_tiny_patch2_32", "aps_vit_base_patch16_224", "patchmix_vit_small_patch4_32",
                      "ccrop_vit_base_patch2_32", "adclr_vit_small_patch16_224", "dino_vit_tiny_patch4_32"):
         assert expected in names
@@ -60,7 +61,7 @@ def test_list_models_wildcards_and_aliases():
 
 def test_list_models_pretrained_lists_tags(monkeypatch):
     w = registry.Weights(tag="cifar10", description="d", pretrain_data="CIFAR-10")
-    monkeypatch.setitem(registry.WEIGHTS, "aps_vit_tiny_patch2_32", (w,))
+    monkeypatch.setattr(registry, "WEIGHTS", {"aps_vit_tiny_patch2_32": (w,)})
     assert sslzoo.list_models(pretrained=True) == ["aps_vit_tiny_patch2_32.cifar10"]
     assert sslzoo.list_models("dino*", pretrained=True) == []
     # the alias now points at the default (first) tag
@@ -97,4 +98,5 @@ def test_model_info_is_json_and_describes_the_method():
     assert info["aliases"] == ["patchmix_vit_s"]
     assert info["model_args"]["num_heads"] == 12  # PatchMix/MoCo v3 ViT-S uses 12 heads
     assert info["method"]["release"].endswith("visresearch/PatchMix")
-    assert info["weights"] is None and info["tags"] == []
+    assert info["tags"] == ["authors_cifar10", "authors_cifar100"]
+    assert info["weights"]["tag"] == "authors_cifar10"  # the default tag is described

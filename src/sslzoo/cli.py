@@ -44,10 +44,16 @@ def _cmd_info(args: argparse.Namespace) -> int:
     w = info["weights"]
     if w:
         source = w["hub_dir"] or (f"hf-hub:{w['hf_hub_id']}/{w['hf_filename'] or w['filename']}" if w["hf_hub_id"] else w["url"])
+        if w["convert_from"] and w["hf_hub_id"] and not w["hf_filename"]:
+            source = f"hf-hub:{w['hf_hub_id']} (file name not known: download it and pass pretrained_file=)"
         lines += [
             f"weights:      {w['tag']}: {w['description']}",
             f"  data:       {w['pretrain_data']}, {w['pretrain_epochs']} epochs",
             f"  source:     {source or info['name']}",
+        ]
+        if w["convert_from"]:
+            lines.append(f"  converted:  from the authors' {w['convert_from']} layout on first load, then cached")
+        lines += [
             f"  sha256:     {w['sha256'] or 'not pinned: the first load prints the hash to pin'}",
             f"  licence:    {w['licence']}",
         ]
@@ -71,11 +77,14 @@ def _cmd_download(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     names = args.names or registry.list_models(pretrained=True)
     status = EXIT_OK
+    uncached = 0
     for name in names:
         resolved = registry.resolve(name)
         copies = hub.cached_copies(resolved)
         if not copies:
-            print(f"{resolved.full_name}: not cached")
+            uncached += 1
+            if args.names:  # every entry was asked for: only the named ones are worth a line each
+                print(f"{resolved.full_name}: not cached")
             continue
         for path in copies:
             pinned = resolved.weights.sha256 if resolved.weights else None
@@ -87,7 +96,33 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             else:
                 print(f"{resolved.full_name}: {path}: MISMATCH (sha256 {actual}, pinned {pinned})")
                 status = EXIT_FAILED
+    if uncached and not args.names:
+        print(f"({uncached} of {len(names)} pretrained entries are not cached)", file=sys.stderr)
     return status
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert, write_converted
+
+    converted = convert(args.input, args.layout, num_heads=args.num_heads, encoder=args.encoder)
+    out = write_converted(converted, args.out_dir, write_full=not args.no_full)
+    model = converted.model
+    print(
+        f"{args.input}: {converted.layout} checkpoint (sha256 {converted.source_sha256}), backbone from"
+        f" '{converted.encoder}'"
+    )
+    print(
+        f"  ViT: width {model.embed_dim}, depth {len(model.blocks)}, heads {model.blocks[0].attn.num_heads},"
+        f" patch {model.patch_embed.patch_size[0]}, image {model.patch_embed.img_size[0]},"
+        f" qkv bias {model.blocks[0].attn.qkv.bias is not None}, LayerNorm eps {converted.norm_eps:g},"
+        f" position embedding {converted.pos_embed}"
+    )
+    for note in converted.notes:
+        print(f"  note: {note}")
+    written = sorted(p.name for p in out.iterdir() if p.is_file())
+    print(f"wrote {out}: {', '.join(written)}")
+    print(f"load it with sslzoo.create_model('local-dir:{out}')")
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +151,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="re-hash cached weight files against their pinned sha256")
     p.add_argument("names", nargs="*", metavar="NAME", help="default: every pretrained entry")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser(
+        "convert",
+        help="convert an authors' checkpoint (APS, PatchMix, ADCLR/PQCL, DINO, MoCo v3) into a hub folder",
+        description="Convert a released or training checkpoint into sslzoo's hub folder (model.safetensors, config.json,"
+        " README.md, and full.safetensors with the heads). Files are read without executing pickled code.",
+    )
+    p.add_argument("--from", dest="layout", default="auto", choices=["auto", "aps", "patchmix", "adclr", "dino", "mocov3"],
+                   help="the checkpoint's layout (default: recognised from its keys)")
+    p.add_argument("input", metavar="IN", help="the checkpoint file (.pth / .pth.tar / .safetensors)")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="the hub folder to write")
+    p.add_argument("--num-heads", type=int, help="attention heads, when the layout's convention for the width is wrong")
+    p.add_argument("--encoder", choices=["base_encoder", "momentum_encoder", "teacher", "student"],
+                   help="which sub-model to convert (default: the one the authors evaluate)")
+    p.add_argument("--no-full", action="store_true", help="do not write full.safetensors (heads, predictor, encoders)")
+    p.set_defaults(func=_cmd_convert)
 
     from .eval.commands import add_eval_commands  # evaluation stack (faiss, data layer) only when building the parser
 

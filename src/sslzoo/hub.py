@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import pickle
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -152,12 +153,44 @@ def _commit(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _sort_safetensors_metadata(path: Path) -> None:
+    """Rewrite a safetensors header with its metadata in sorted order, in place.
+
+    safetensors writes the metadata map in a random order, so saving the same tensors twice gave different bytes (and
+    sha256s); sorted, a file is a function of its content. The header keeps its length, so the data does not move.
+    """
+    with open(path, "r+b") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        if "__metadata__" not in header:
+            return
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(text) > size:  # pragma: no cover - the same keys and values re-serialise to the same length
+            raise SslzooError(f"Could not normalise the safetensors header of {path}.")
+        f.seek(8)
+        f.write(text.ljust(size, b" "))
+
+
 def save_safetensors(tensors: dict[str, torch.Tensor], path: PathLike, metadata: Optional[dict[str, str]] = None) -> Path:
-    """Write tensors atomically (temporary file in the same folder, then rename)."""
+    """Write tensors atomically (temporary file in the same folder, then rename); the same input gives the same bytes."""
     path = Path(path)
     tmp = _atomic_target(path)
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        _sort_safetensors_metadata(tmp)
+        _commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def save_torch_atomic(obj: Any, path: PathLike) -> Path:
+    """``torch.save`` through a temporary file in the same folder, then rename: a kill never leaves a partial file."""
+    path = Path(path)
+    tmp = _atomic_target(path)
+    try:
+        torch.save(obj, tmp)
         _commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -223,24 +256,52 @@ def _no_weights_message(resolved: registry.Resolved, tried: list[str]) -> str:
         lines += ["Looked in:"] + [f"  - {t}" for t in tried]
     else:
         lines.append("sslzoo has no published weights for this architecture yet.")
-    lines += [
-        "What you can do:",
-        f"  - pass a file: sslzoo.create_model('{resolved.name}', pretrained_file='model.safetensors')"
-        " (a timm-layout state dict; safetensors or a weights-only pickle);",
-    ]
-    if method.release:
+    lines.append("What you can do:")
+    w = resolved.weights
+    if w is not None and w.convert_from:
+        lines += _release_instructions(resolved, w)
+    else:
+        lines.append(
+            f"  - pass a file: sslzoo.create_model('{resolved.name}', pretrained_file='model.safetensors')"
+            " (a timm-layout state dict; safetensors or a weights-only pickle);"
+        )
+    if method.release and not (w and w.convert_from):
         lines.append(
             f"  - convert the authors' release ({method.release}) with `sslzoo convert --from {method.name} FILE OUT_DIR`"
             " and load 'local-dir:OUT_DIR';"
         )
-    if resolved.weights:
-        sub = resolved.weights.hub_dir or resolved.full_name
+    if w and w.convert_from:
+        sub = w.hub_dir or resolved.full_name
+        lines.append(f"  - for offline use, put the folder that `sslzoo convert` wrote at $SSLZOO_HUB/{sub}/;")
+    elif w:
+        sub = w.hub_dir or resolved.full_name
         lines.append(f"  - put the published folder at $SSLZOO_HUB/{sub}/ (offline use), or fetch it with `sslzoo download`;")
     lines += [
         f"  - train one: python -m training.pretrain --method {method.name} --arch {arch.name} --data PATH;",
         "  - see which names have weights: `sslzoo list --pretrained`.",
     ]
     return "\n".join(lines)
+
+
+def _release_instructions(resolved: registry.Resolved, w: registry.Weights) -> list[str]:
+    """How to get an entry whose file is the authors' release in an upstream layout, converted on first load."""
+    repo = f"https://huggingface.co/{w.hf_hub_id}" if w.hf_hub_id else (w.url or resolved.architecture.method.release)
+    if w.hf_filename:
+        where = f"{repo}/blob/main/{w.hf_filename} (if it has moved, browse {repo}/tree/main)"
+    else:
+        where = f"{repo}/tree/main (not a fine-tuned best.pth: that is a pickled model, which sslzoo refuses to read)"
+    return [
+        f"  - download {w.description} from {where};",
+        f"  - pass it: sslzoo.create_model('{resolved.name}', pretrained_file='FILE.pth'); it is converted from the"
+        f" {w.convert_from} layout on first use and cached in {cache_dir() / 'converted'};",
+        f"  - or convert it once: `sslzoo convert --from {w.convert_from} FILE.pth OUT_DIR`, then"
+        " sslzoo.create_model('local-dir:OUT_DIR');",
+    ]
+
+
+def _unnamed_release(w: registry.Weights) -> bool:
+    """An entry for a repository whose file names the registry does not know (the authors list none)."""
+    return bool(w.convert_from) and w.hf_filename is None
 
 
 def locate_registered(resolved: registry.Resolved, pretrained_file: Optional[PathLike] = None) -> tuple[Path, str]:
@@ -262,7 +323,9 @@ def locate_registered(resolved: registry.Resolved, pretrained_file: Optional[Pat
         if candidate.is_file():
             return candidate, f"local hub {folder}"
         tried.append(str(candidate))
-    if w.hf_hub_id:
+    if w.hf_hub_id and _unnamed_release(w):
+        tried.append(f"hf-hub:{w.hf_hub_id}: sslzoo records no file name for this entry (the authors' README lists none)")
+    elif w.hf_hub_id:
         try:
             return hf_download(w.hf_hub_id, w.hf_filename or w.filename), f"hf-hub:{w.hf_hub_id}"
         except WeightsNotFoundError as e:
@@ -282,7 +345,7 @@ def cached_copies(resolved: registry.Resolved) -> list[Path]:
         return []
     sub = w.hub_dir or resolved.full_name
     found = [d / sub / w.filename for d in local_hub_dirs() if (d / sub / w.filename).is_file()]
-    if w.hf_hub_id:
+    if w.hf_hub_id and not _unnamed_release(w):
         from huggingface_hub import try_to_load_from_cache
 
         hit = try_to_load_from_cache(w.hf_hub_id, w.hf_filename or w.filename, cache_dir=hf_cache_dir())
@@ -299,11 +362,41 @@ def load_registered_weights(resolved: registry.Resolved, pretrained_file: Option
     """Locate, verify (pinned sha256) and read the weights of a registry entry.
 
     A ``pretrained_file`` is the caller's own choice and is not held to the registry's pin; its hash is recorded.
+    An entry with ``convert_from`` names a file in an upstream layout (the authors' release): it is converted on
+    first load and the converted weights are cached, keyed by the source file's sha256 (see
+    :mod:`sslzoo.convert.cache`); the sha256 is that of the source file, which is what the registry pins.
     """
     path, source = locate_registered(resolved, pretrained_file)
-    pinned = resolved.weights.sha256 if resolved.weights and pretrained_file is None else None
+    w = resolved.weights
+    pinned = w.sha256 if w and pretrained_file is None else None
     sha = verify_sha256(path, pinned)
+    if w is not None and w.convert_from:
+        return _load_converted(resolved, w, path, sha, source, announce_hash=pretrained_file is None and not pinned)
     return LoadedWeights(load_state_dict(path), path, sha, source)
+
+
+def _load_converted(
+    resolved: registry.Resolved, w: registry.Weights, path: Path, sha: str, source: str, *, announce_hash: bool
+) -> LoadedWeights:
+    from .convert.cache import load_converted
+
+    assert w.convert_from is not None
+    sd, weights_path, converted_now = load_converted(
+        path, sha, name=resolved.full_name, layout=w.convert_from, num_heads=resolved.architecture.num_heads
+    )
+    if converted_now:
+        print(
+            f"sslzoo: {resolved.full_name}: converted {path.name} from the {w.convert_from} layout; cached in"
+            f" {weights_path.parent}.",
+            file=sys.stderr,
+        )
+        if announce_hash:
+            print(
+                f"sslzoo: sha256 of {path.name}: {sha} (not pinned). To pin it, set sha256=\"{sha}\" in the"
+                f" {resolved.full_name} entry of sslzoo/registry.py WEIGHTS; any other file is then refused.",
+                file=sys.stderr,
+            )
+    return LoadedWeights(sd, weights_path, sha, f"{source}, converted from the {w.convert_from} layout")
 
 
 def _parse_hf_ref(ref: str) -> tuple[str, Optional[str]]:

@@ -128,18 +128,18 @@ def test_checkpoint_is_plain_data(finished):
 
 def test_resume_after_epoch_one_gives_the_uninterrupted_weights(workspace, finished, monkeypatch):
     out = workspace["root"] / "interrupted"
-    save = ft._save_checkpoint
+    save = ft.save_torch_atomic
 
     def killed_after_first_checkpoint(state, path):
         save(state, path)
         raise KeyboardInterrupt  # as if the job were killed right after epoch 1 was saved
 
-    monkeypatch.setattr(ft, "_save_checkpoint", killed_after_first_checkpoint)
+    monkeypatch.setattr(ft, "save_torch_atomic", killed_after_first_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         ft.finetune(workspace["backbone"], workspace["data"], output=out, **RUN)
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert not (out / "model.safetensors").exists()
-    monkeypatch.setattr(ft, "_save_checkpoint", save)
+    monkeypatch.setattr(ft, "save_torch_atomic", save)
 
     resumed = ft.finetune(workspace["backbone"], workspace["data"], output=out, resume=True, **RUN)
     expected = load_file(finished["output"] / "model.safetensors")

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ from tqdm.auto import tqdm
 
 from .. import data as sslzoo_data
 from ..errors import SslzooError
-from ..hub import load_checkpoint, save_pretrained, write_text_atomic
+from ..hub import load_checkpoint, save_pretrained, save_torch_atomic, write_text_atomic
 from ..models import create_model
 
 _logger = logging.getLogger(__name__)
@@ -462,20 +461,6 @@ def _train_epoch(
 # --------------------------------------------------------------------------------------------------- checkpoints
 
 
-def _save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: a kill never leaves a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _load_checkpoint(path: Path, run: dict[str, Any]) -> dict[str, Any]:
     """Read ``checkpoint.pt`` (tensors and plain data only) and check that it belongs to the same run."""
     state = load_checkpoint(path)
@@ -679,7 +664,7 @@ def finetune(
             epoch=epoch + 1, lr=max(g["lr"] for g in optimizer.param_groups), train_loss=loss, test_top1=top1,
             best_top1=best_top1, epoch_s=round(epoch_s, 3),
         ))
-        _save_checkpoint(dict(
+        save_torch_atomic(dict(
             format=CHECKPOINT_FORMAT, run=run, epoch=epoch + 1, model=model.state_dict(),
             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
             best_top1=best_top1, best_epoch=best_epoch, history=history, train_s=train_s,
