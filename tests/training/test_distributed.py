@@ -1,0 +1,84 @@
+"""Two gloo processes give the loss and gradients of one process holding the same global batch."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from tests.training.test_pretrain import tiny_argv
+from training import distributed, pretrain
+from training.config import resolve
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.distributed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def one_iteration(argv: list[str], out: Path, rank: int) -> None:
+    """Build the run, take one training iteration, save the logged loss and this rank's gradients."""
+    cfg = resolve(argv)
+    tr = pretrain.build(cfg, distributed.init_distributed("cpu"))
+    terms = pretrain.train_iteration(tr)
+    grads = {n: p.grad.clone() for n, p in tr.method.named_parameters() if p.grad is not None}
+    torch.save({"terms": terms, "grads": grads}, out / f"rank{rank}.pt")
+
+
+def _worker(rank: int, world: int, port: int, argv: list[str], out: Path) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    try:
+        one_iteration(argv, out, rank)
+    finally:
+        distributed.shutdown()
+
+
+@pytest.mark.parametrize("method", ["mocov3", "dino"])
+def test_two_processes_match_one(method: str, small_cifar, tmp_path: Path) -> None:
+    # mocov3: momentum encoder, BatchNorm heads (global-batch BN), all-gathered keys; dino: centring, local crops
+    argv = tiny_argv(method, small_cifar, tmp_path / "run", steps=1)
+    single = tmp_path / "single"
+    single.mkdir()
+    assert "WORLD_SIZE" not in os.environ
+    one_iteration(argv, single, 0)
+    multi = tmp_path / "multi"
+    multi.mkdir()
+    mp.spawn(_worker, args=(2, _free_port(), argv, multi), nprocs=2, join=True)
+    ref = torch.load(single / "rank0.pt")
+    ranks = [torch.load(multi / f"rank{r}.pt") for r in range(2)]
+    for part in ranks:
+        assert part["terms"]["loss"] == pytest.approx(ref["terms"]["loss"], rel=1e-5)
+        assert part["grads"].keys() == ref["grads"].keys()
+        for name, g in ref["grads"].items():
+            # float32 sums in another order: compare against the tensor's scale
+            assert (part["grads"][name] - g).abs().max() <= 1e-4 * g.abs().max() + 1e-7, name
+
+
+def _losses(run: Path) -> list[float]:
+    with open(run / "log.csv", newline="") as f:
+        return [float(r["loss"]) for r in csv.DictReader(f)]
+
+
+def test_cli_under_torchrun(small_cifar, tmp_path: Path) -> None:
+    argv = tiny_argv("aps", small_cifar, tmp_path / "two", steps=2)
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{REPO}", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
+           "-m", "training.pretrain", *argv]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = pretrain.train(resolve(tiny_argv("aps", small_cifar, tmp_path / "one", steps=2)))
+    assert _losses(tmp_path / "two") == pytest.approx(_losses(one.run_dir), rel=1e-4)
+    assert len(_losses(tmp_path / "two")) == 2

@@ -1,0 +1,117 @@
+"""Heads, frameworks and backbones: the shapes the papers give, EMA updates, and ADCLR's zero extra parameters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from training.frameworks.backbone import BackboneError, build_backbone
+from training.frameworks.dino import DINO
+from training.frameworks.heads import DINOHead, DINOHeadSpec, MLPHead, MLPSpec
+from training.frameworks.mocov3 import MoCoV3
+from training.methods import build_method
+
+
+def pico():
+    return build_backbone("vit_pico_patch8_32", method="mocov3")
+
+
+def _layers(head: nn.Module) -> list[str]:
+    return [type(m).__name__ for m in head]
+
+
+def test_mlp_heads_follow_the_papers() -> None:
+    aps = MLPHead(192, MLPSpec(hidden=512, out=128, layers=3, last_bn=True))
+    assert _layers(aps) == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d"]
+    assert all(m.bias is None for m in aps if isinstance(m, nn.Linear))
+    assert aps[-1].affine is False and aps[1].affine is True
+    assert [m.out_features for m in aps if isinstance(m, nn.Linear)] == [512, 512, 128]
+    moco_pred = MLPHead(256, MLPSpec(hidden=4096, out=256, layers=2, last_bn=False))
+    assert _layers(moco_pred) == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+
+
+def test_dino_head() -> None:
+    head = DINOHead(64, DINOHeadSpec(out_dim=50, hidden=32, bottleneck=16, norm_last_layer=True))
+    assert head(torch.randn(3, 64)).shape == (3, 50)
+    g = head.last_layer.parametrizations.weight.original0
+    assert torch.all(g == 1) and not g.requires_grad
+    assert [type(m).__name__ for m in head.mlp] == ["Linear", "GELU", "Linear", "GELU", "Linear"]
+    # the prototypes have unit norm: logits of a unit bottleneck vector are cosines
+    w = head.last_layer.weight
+    assert torch.allclose(w.norm(dim=1), torch.ones(50), atol=1e-5)
+
+
+def test_momentum_update_and_keys_without_grad() -> None:
+    fw = MoCoV3(pico(), MLPSpec(32, 16), MLPSpec(32, 16, layers=2, last_bn=False), momentum_encoder=True)
+    with torch.no_grad():
+        for p in fw.backbone.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in fw.momentum_backbone.parameters()]
+    fw.update_momentum(0.9)
+    for b, q, k in zip(before, fw.backbone.parameters(), fw.momentum_backbone.parameters()):
+        assert torch.allclose(k, 0.9 * b + 0.1 * q)
+    keys = fw.keys(torch.randn(4, 3, 32, 32))
+    assert not keys.requires_grad and keys.shape == (4, 16)
+    plain = MoCoV3(pico(), MLPSpec(32, 16), MLPSpec(32, 16), momentum_encoder=False)
+    assert plain.momentum_backbone is None and plain.eval_backbone() is plain.backbone
+    with pytest.raises(ValueError, match="predictor"):
+        MoCoV3(pico(), MLPSpec(32, 16), MLPSpec(32, 8), momentum_encoder=False)
+
+
+def test_dino_teacher_ema() -> None:
+    fw = DINO(pico(), DINOHeadSpec(out_dim=20, hidden=16, bottleneck=8))
+    assert all(not p.requires_grad for p in fw.teacher_backbone.parameters())
+    with torch.no_grad():
+        for p in fw.head.parameters():
+            p.mul_(2.0)
+    before = [p.clone() for p in fw.teacher_head.parameters()]
+    fw.update_teacher(0.996)
+    for b, s, t in zip(before, fw.head.parameters(), fw.teacher_head.parameters()):
+        assert torch.allclose(t, 0.996 * b + 0.004 * s)
+    assert fw.eval_backbone() is fw.teacher_backbone
+
+
+def test_backbone_names_take_the_methods_vit_details() -> None:
+    aps = build_backbone("aps_vit_pico_patch8_32", init="pytorch")
+    assert aps.blocks[0].attn.qkv.bias is None and aps.norm.eps == 1e-5 and aps.no_embed_class
+    moco = build_backbone("vit_pico_patch8_32", method="mocov3", init="mocov3")
+    assert not moco.pos_embed.requires_grad  # fixed sin-cos
+    assert moco.cls_token.abs().max() < 1e-4  # N(0, 1e-6)
+    assert moco.embed_dim == 64 and len(moco.blocks) == 2 and moco.patch_embed.patch_size == (8, 8)
+    assert build_backbone({"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}).embed_dim == 32
+    with pytest.raises(BackboneError, match="unknown ViT size"):
+        build_backbone("vit_enormous_patch8_32")
+
+
+def _cfg(method: str) -> dict:
+    return {"method": method, "arch": "vit_pico_patch8_32", "init": "timm", "arch_kwargs": {},
+            "framework": {"head": {"out_dim": 64, "hidden": 32, "bottleneck": 16}},
+            "method_args": {"size": 16} if method == "adclr" else {}, "views": {"mean_std": "cifar"}}
+
+
+def test_adclr_adds_no_parameters_to_dino() -> None:
+    torch.manual_seed(0)
+    dino = build_method(_cfg("dino"), num_images=10, total_epochs=1, device=torch.device("cpu"))
+    adclr = build_method(_cfg("adclr"), num_images=10, total_epochs=1, device=torch.device("cpu"))
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(adclr) == count(dino)
+    assert [n for n, _ in adclr.named_parameters()] == [n for n, _ in dino.named_parameters()]
+
+
+def test_adclr_loss_terms_and_teacher_modes() -> None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(4, 3, 32, 32, generator=g)
+    for mode in ("appended", "standalone"):
+        cfg = _cfg("adclr")
+        cfg["method_args"]["teacher_queries"] = mode
+        torch.manual_seed(0)
+        method = build_method(cfg, num_images=4, total_epochs=1, device=torch.device("cpu")).train()
+        views = method.views(images, torch.arange(4), g, 0)
+        assert views["queries"].shape == (4, 1, 3, 16, 16)
+        from training.methods import StepContext
+
+        terms = method(views, 0, StepContext(epoch=0, generator=g))
+        assert torch.isfinite(terms["loss"])
+        assert terms["loss"].item() == pytest.approx(terms["cls"].item() + terms["query"].item(), rel=1e-5)
+        assert not method.framework.teacher_backbone.training  # no drop path in the teacher

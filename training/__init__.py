@@ -1,0 +1,1 @@
+"""Pre-training code for sslzoo: frameworks (MoCo v3, DINO), method view generators and objectives, the pretrain loop."""

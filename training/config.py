@@ -1,0 +1,175 @@
+"""Recipes (``training/recipes/*.yaml``) and the command line of ``python -m training.pretrain``.
+
+Resolution order, later wins: :data:`DEFAULTS` -> the recipe -> the recipe's ``profiles.<name>`` (``--profile``) ->
+``--set key.sub=value`` -> the named flags (``--arch``, ``--epochs`` ...). The resolved config is a plain nested dict,
+written to ``config.yaml`` in the run folder; method and framework sections are validated by the dataclasses of
+``training.methods``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sslzoo.errors import SslzooError
+
+RECIPES = Path(__file__).resolve().parent / "recipes"
+
+DEFAULTS: dict[str, Any] = {
+    "method": "mocov3",
+    "base": None,  # framework override for ccrop ("dino")
+    "arch": "vit_pico_patch8_32",
+    "arch_kwargs": {},
+    "init": "timm",
+    "data": "cifar10",
+    "train_limit": None,  # a seeded subset of this many training images (CPU runs)
+    "cache_dir": None,
+    "epochs": 100,
+    "steps": None,  # iterations (image batches); overrides epochs for the length of the run
+    "batch_size": 512,  # global
+    "seed": 0,
+    "device": None,  # cpu | cuda | None (cuda when available)
+    "amp": "bf16",  # bf16 | fp16 | none; CUDA only, CPU runs are fp32
+    "optim": {
+        "base_lr": 1.5e-4,  # per 256 images: lr = base_lr * batch_size / 256
+        "min_lr": 0.0,
+        "warmup_epochs": 10,
+        "weight_decay": 0.1,
+        "weight_decay_end": None,  # None: constant
+        "betas": [0.9, 0.999],
+        "decay_all": False,  # APS decays every parameter
+        "clip_grad": None,
+        "clip_mode": "norm",  # norm (global norm) | per_param (DINO's clip_gradients)
+    },
+    "framework": {},
+    "method_args": {},
+    "views": {},
+    "log": {"every": 10, "knn_every_epochs": 0, "knn_every_steps": 0, "knn_bank": 5000, "knn_queries": 2000,
+            "knn_k": 20, "knn_split": "test", "progress": True},
+    "ckpt_every": 500,
+    "output": None,
+    "resume": None,
+    "recipe": None,
+    "profile": None,
+    "profiles": {},
+    "description": "",
+}
+
+
+class ConfigError(SslzooError, ValueError):
+    """A recipe or command-line setting that does not exist or cannot be parsed."""
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any], *, strict: bool, where: str = "") -> dict[str, Any]:
+    """``base`` updated by ``override`` recursively; with ``strict`` unknown top-level keys of dict sections fail."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if strict and key not in out:
+            raise ConfigError(f"unknown setting {where}{key!r}; known: {sorted(out)}.")
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("framework", "method_args", "profiles",
+                                                                                      "views", "arch_kwargs"):
+            out[key] = deep_merge(out[key], value, strict=strict, where=f"{where}{key}.")
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value, strict=False)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def recipe_path(name: str) -> Path:
+    """A recipe name (``aps``) or a path to a YAML file."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    candidate = RECIPES / f"{name}.yaml"
+    if not candidate.is_file():
+        known = sorted(p.stem for p in RECIPES.glob("*.yaml"))
+        raise ConfigError(f"no recipe {name!r}: pass one of {known} or the path of a YAML file.")
+    return candidate
+
+
+def load_recipe(name: str) -> dict[str, Any]:
+    with open(recipe_path(name), encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def set_dotted(cfg: dict[str, Any], assignment: str) -> None:
+    """Apply ``a.b.c=value`` (the value parsed as YAML) to ``cfg`` in place."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set expects key=value (e.g. optim.base_lr=1e-3), got {assignment!r}.")
+    parts = key.strip().split(".")
+    node = cfg
+    for part in parts[:-1]:
+        if part not in node:
+            if node is cfg:
+                raise ConfigError(f"unknown setting {key!r} in --set.")
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a section.")
+    fixed = node is cfg or (len(parts) == 2 and isinstance(DEFAULTS.get(parts[0]), dict) and DEFAULTS[parts[0]])
+    if fixed and parts[-1] not in node:
+        raise ConfigError(f"unknown setting {key!r} in --set; known: {sorted(node)}.")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training.pretrain",
+                                description="Self-supervised pre-training of a ViT with a recipe and overrides.")
+    p.add_argument("--recipe", help="recipe name in training/recipes or a YAML path (default: the method's recipe)")
+    p.add_argument("--method", choices=["mocov3", "dino", "aps", "patchmix", "ccrop", "adclr"])
+    p.add_argument("--profile", help="apply the recipe's profiles.<name> overrides (e.g. quick: a small CPU run)")
+    p.add_argument("--arch", help="vit_{pico,micro,tiny,small,base}_patch{p}_{img}, a registry or timm name")
+    p.add_argument("--data", help="training data: ImageFolder root, CIFAR/STL folder or cifar10/cifar100/stl10")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int)
+    length.add_argument("--steps", type=int, help="run this many iterations (image batches) instead of epochs")
+    p.add_argument("--batch-size", type=int, help="global batch size")
+    p.add_argument("--lr", type=float, help="base learning rate per 256 images")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--output", help="run folder (default runs/<method>-<arch>)")
+    p.add_argument("--resume", help="'auto': continue from the run folder's checkpoint if there is one; or a path")
+    p.add_argument("--ckpt-every", type=int, help="write a checkpoint every N iterations (and at the end)")
+    p.add_argument("--device", choices=["cpu", "cuda"])
+    p.add_argument("--train-limit", type=int, help="train on a seeded subset of this many images")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any setting, e.g. --set framework.temperature=0.1 (repeatable)")
+    return p
+
+
+def resolve(argv: list[str] | None = None) -> dict[str, Any]:
+    """The resolved config for a command line."""
+    args = parser().parse_args(argv)
+    recipe_name = args.recipe or args.method or "mocov3"
+    recipe = load_recipe(recipe_name)
+    cfg = deep_merge(DEFAULTS, recipe, strict=True)
+    cfg["recipe"] = str(recipe_name)
+    if args.profile:
+        profiles = cfg.get("profiles") or {}
+        if args.profile not in profiles:
+            raise ConfigError(f"recipe {recipe_name!r} has no profile {args.profile!r}; it has {sorted(profiles)}.")
+        cfg = deep_merge(cfg, profiles[args.profile], strict=True)
+        cfg["profile"] = args.profile
+    for assignment in args.set:
+        set_dotted(cfg, assignment)
+    flags = {"method": args.method, "arch": args.arch, "data": args.data, "epochs": args.epochs,
+             "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "output": args.output,
+             "resume": args.resume, "ckpt_every": args.ckpt_every, "device": args.device,
+             "train_limit": args.train_limit}
+    cfg.update({k: v for k, v in flags.items() if v is not None})
+    if args.epochs is not None:
+        cfg["steps"] = None
+    if args.lr is not None:
+        cfg["optim"]["base_lr"] = args.lr
+    if args.no_progress:
+        cfg["log"]["progress"] = False
+    if cfg["output"] is None:
+        arch = cfg["arch"] if isinstance(cfg["arch"], str) else "custom"
+        cfg["output"] = str(Path("runs") / f"{cfg['method']}-{arch}")
+    return cfg

@@ -1,0 +1,67 @@
+"""DINO's objective: sharpened, centred teacher targets and the student's cross-entropy against them.
+
+- teacher probabilities: softmax((t - c) / tau_t), no gradient;
+- student log-probabilities: log_softmax(s / tau_s);
+- loss: mean over the (teacher view, student view) pairs with different views of -sum p_t log p_s, each averaged
+  over the batch (official DINO);
+- centre: c <- m c + (1 - m) mean of the teacher logits over the global batch (all-reduced), updated after the loss;
+- teacher temperature: linear warm-up from ``warmup_temp`` to ``final_temp`` over ``warmup_epochs`` epochs, then
+  constant, indexed by the integer epoch as in the official code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from training.distributed import all_reduce_sum, world_size
+
+
+def teacher_temperature(epoch: int, *, warmup_temp: float, final_temp: float, warmup_epochs: int) -> float:
+    """The teacher temperature of (0-based) ``epoch``."""
+    if warmup_epochs <= 0 or epoch >= warmup_epochs:
+        return final_temp
+    if warmup_epochs == 1:
+        return warmup_temp
+    return warmup_temp + (final_temp - warmup_temp) * epoch / (warmup_epochs - 1)
+
+
+class Center(nn.Module):
+    """An EMA of the teacher's outputs over the global batch, subtracted before the teacher softmax."""
+
+    def __init__(self, dim: int, momentum: float = 0.9) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("center", torch.zeros(1, dim))
+
+    @torch.no_grad()
+    def update(self, teacher_logits: Sequence[Tensor]) -> None:
+        """Fold in the mean of the local teacher logits (each (B, K) or (B, L, K)) across all ranks."""
+        flat = torch.cat([t.reshape(-1, t.shape[-1]).float() for t in teacher_logits])
+        total = all_reduce_sum(flat.sum(dim=0, keepdim=True))
+        mean = total / (flat.shape[0] * world_size())
+        self.center.mul_(self.momentum).add_(mean, alpha=1 - self.momentum)
+
+    def teacher_probs(self, teacher_logits: Tensor, temperature: float) -> Tensor:
+        """softmax((t - c) / tau_t) over the last dimension, in float32, without gradient."""
+        return F.softmax((teacher_logits.detach().float() - self.center) / temperature, dim=-1)
+
+
+def cross_entropy(teacher_probs: Tensor, student_logits: Tensor, student_temp: float) -> Tensor:
+    """Mean over all leading dimensions of -sum_k p_t log softmax(s / tau_s)."""
+    return -(teacher_probs * F.log_softmax(student_logits.float() / student_temp, dim=-1)).sum(dim=-1).mean()
+
+
+def dino_loss(teacher_probs: Sequence[Tensor], student_logits: Sequence[Tensor], student_temp: float) -> Tensor:
+    """DINO's multi-crop loss: teacher view i against every student view j != i (the first views are the same
+    global crops), averaged over the pairs."""
+    total, pairs = student_logits[0].new_zeros((), dtype=torch.float32), 0
+    for i, probs in enumerate(teacher_probs):
+        for j, logits in enumerate(student_logits):
+            if i != j:
+                total = total + cross_entropy(probs, logits, student_temp)
+                pairs += 1
+    return total / pairs
