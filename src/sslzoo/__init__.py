@@ -1,5 +1,6 @@
 """sslzoo: self-supervised Vision Transformers (APS, PatchMix, ContrastiveCrop, ADCLR, MoCo v3, DINO) by name."""
 
+from .attention import attention_figure, attention_maps
 from .errors import SslzooError
 from .eval.features import extract_features
 from .eval.knn import knn_classify
@@ -12,6 +13,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SslzooError",
+    "attention_figure",
+    "attention_maps",
     "create_model",
     "extract_features",
     "knn_classify",

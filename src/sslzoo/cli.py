@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from . import hub, registry
@@ -125,6 +126,21 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_attention(args: argparse.Namespace) -> int:
+    from .attention import attention_figure
+    from .eval.protocols import load_for_eval
+
+    loaded = load_for_eval(args.model, random_init=args.random_init, pretrained_file=args.pretrained_file)
+    figure = attention_figure(loaded.model, args.image, block=args.block, scale=args.scale)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    figure.save(output)
+    heads = loaded.model.blocks[args.block].attn.num_heads
+    print(f"{output}: CLS attention of block {args.block} ({heads} heads) of {loaded.name}, {loaded.weights},"
+          f" for {len(args.image)} image(s)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sslzoo",
@@ -167,6 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which sub-model to convert (default: the one the authors evaluate)")
     p.add_argument("--no-full", action="store_true", help="do not write full.safetensors (heads, predictor, encoders)")
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("attention", help="draw the CLS-to-patch attention of each head on images (PNG)",
+                       description="One row per image: the image as the model sees it, then the last block's"
+                       " class-token attention over the patches for every head (min-max scaled per head).")
+    p.add_argument("--model", required=True, help="registry name (with tag), timm name or local-dir:PATH")
+    p.add_argument("--image", required=True, action="append", help="an image file (repeat for several rows)")
+    p.add_argument("--output", required=True, help="the PNG to write")
+    p.add_argument("--block", type=int, default=-1, help="which block's attention (default: the last)")
+    p.add_argument("--scale", type=int, default=4, help="pixel magnification (default 4)")
+    p.add_argument("--random-init", action="store_true", help="use the architecture at random init")
+    p.add_argument("--pretrained-file", help="load weights from this file or hub folder")
+    p.set_defaults(func=_cmd_attention)
 
     from .eval.commands import add_eval_commands  # evaluation stack (faiss, data layer) only when building the parser
 

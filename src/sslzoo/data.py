@@ -585,7 +585,8 @@ class EvalTransform:
     def __repr__(self) -> str:
         return f"EvalTransform({self.describe()})"
 
-    def __call__(self, img: Union[torch.Tensor, Image.Image]) -> torch.Tensor:
+    def resize_crop(self, img: Union[torch.Tensor, Image.Image]) -> torch.Tensor:
+        """The geometric steps only: the uint8 picture the model sees, before normalisation."""
         if isinstance(img, Image.Image):
             img = pil_to_uint8(img)
         if img.dtype != torch.uint8:
@@ -593,6 +594,10 @@ class EvalTransform:
         if tuple(img.shape[-2:]) != self._identity_size:
             for step in self.geometry:
                 img = step(img)
+        return img
+
+    def __call__(self, img: Union[torch.Tensor, Image.Image]) -> torch.Tensor:
+        img = self.resize_crop(img)
         return (img.float() - self._shift.to(img.device)) * self._scale.to(img.device)
 
 
