@@ -65,8 +65,8 @@ def card_fields(cfg: dict[str, Any], env: dict[str, Any], ckpt: dict[str, Any], 
     }
 
 
-def publish(run_dir: str | Path, output: str | Path, *, name: str | None = None) -> Path:
-    """Write the hub folder of a run; returns its path."""
+def publish(run_dir: str | Path, output: str | Path, *, name: str | None = None, full: bool = True) -> Path:
+    """Write the hub folder of a run; returns its path. ``full=False`` leaves out ``full.safetensors``."""
     run_dir, output = Path(run_dir), Path(output)
     cfg, env, ckpt = _read_run(run_dir)
     cfg = dict(cfg, device="cpu")
@@ -83,8 +83,11 @@ def publish(run_dir: str | Path, output: str | Path, *, name: str | None = None)
                                    mean=tuple(mean), std=tuple(std), num_classes=0)
     backbone.sslzoo_cfg = dict(name=name or output.name, method=cfg["method"])
     save_pretrained(backbone.eval(), output, card=card_fields(cfg, env, ckpt, int(ckpt["iters_per_epoch"])))
-    metadata = {"config": json.dumps(cfg), "method": cfg["method"], "iteration": str(ckpt["iteration"])}
-    save_safetensors(method.state_dict(), output / FULL_NAME, metadata)
+    if full:
+        metadata = {"config": json.dumps(cfg), "method": cfg["method"], "iteration": str(ckpt["iteration"])}
+        save_safetensors(method.state_dict(), output / FULL_NAME, metadata)
+    else:
+        (output / FULL_NAME).unlink(missing_ok=True)  # never leave a stale one beside new weights
     return output
 
 
@@ -93,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir")
     p.add_argument("--output", required=True, help="hub folder to write")
     p.add_argument("--name", help="model name recorded in config.json and the card (default: the folder name)")
+    p.add_argument("--no-full", action="store_true", help=f"backbone only: do not write {FULL_NAME}")
     args = p.parse_args(argv)
     try:
-        out = publish(args.run_dir, args.output, name=args.name)
+        out = publish(args.run_dir, args.output, name=args.name, full=not args.no_full)
     except SslzooError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -76,12 +76,13 @@ def render_card(name: str, card: Optional[dict[str, Any]] = None) -> str:
             for r in card["results"]
         ]
         lines.append("")
+    by_name = f"  # or sslzoo.create_model('{name}', pretrained=True)" if registry.is_registered(name) else ""
     lines += [
         "## How to load",
         "",
         "```python",
         "import sslzoo, timm",
-        f"model = sslzoo.create_model('local-dir:PATH_TO_THIS_FOLDER')  # or sslzoo.create_model('{name}', pretrained=True)",
+        f"model = sslzoo.create_model('local-dir:PATH_TO_THIS_FOLDER'){by_name}",
         "model = timm.create_model('local-dir:PATH_TO_THIS_FOLDER', pretrained=True)  # plain timm works too",
         "```",
         "",

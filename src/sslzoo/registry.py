@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Literal, Optional, Sequence, Union
 
 from .errors import UnknownModelError
@@ -353,8 +355,31 @@ def _patchmix_release(size: str, data: str) -> Weights:
     )
 
 
-# Pretrained weights per architecture; the first entry is the default tag. Project-trained weights, once
-# published, go first, so that aliases such as aps_vit_b resolve to them rather than to the authors' files.
+ZOO_INDEX = Path(__file__).with_name("zoo") / "index.json"
+
+
+def zoo_weights(index: Path = ZOO_INDEX) -> dict[str, tuple[Weights, ...]]:
+    """The zoo's own checkpoints, shipped in ``sslzoo/zoo/`` and listed in its ``index.json``.
+
+    ``index.json`` is written by ``scripts/build_zoo.py`` from the training runs and their measurements; every entry
+    names its architecture and holds the fields of :class:`Weights` (results as dicts of :class:`Result`), plus
+    provenance (``run``) and the regression figures (``regression``) that the registry does not need.
+    """
+    if not index.is_file():
+        return {}
+    out: dict[str, list[Weights]] = {}
+    for entry in json.loads(index.read_text(encoding="utf-8"))["models"]:
+        fields = {k: v for k, v in entry["weights"].items() if k != "results"}
+        for key in ("input_size", "mean", "std"):
+            if fields.get(key) is not None:
+                fields[key] = tuple(fields[key])
+        results = tuple(Result(**r) for r in entry["weights"].get("results", ()))
+        out.setdefault(entry["architecture"], []).append(Weights(**fields, results=results))
+    return {arch: tuple(ws) for arch, ws in out.items()}
+
+
+# Pretrained weights per architecture; the first entry is the default tag. Project-trained weights go first, so
+# that aliases such as aps_vit_b resolve to them rather than to the authors' files.
 WEIGHTS: dict[str, tuple[Weights, ...]] = {
     **{
         f"aps_vit_{size}_patch2_32": tuple(_aps_release(size, data, epochs) for data, epochs in _APS_FINETUNE)
@@ -366,6 +391,8 @@ WEIGHTS: dict[str, tuple[Weights, ...]] = {
     },
     **{f"patchmix_vit_{size}_patch16_224": (_patchmix_release(size, "imagenet1k"),) for size in ("small", "base")},
 }
+for _arch, _zoo in zoo_weights().items():
+    WEIGHTS[_arch] = _zoo + WEIGHTS.get(_arch, ())
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,57 @@
+"""The zoo's own published checkpoints: what ``sslzoo/zoo/index.json`` holds beyond the registry, and the README table.
+
+The registry turns every entry of the index into a :class:`~sslzoo.registry.Weights` (see
+:func:`sslzoo.registry.zoo_weights`); this module reads the rest of an entry (references, regression figure, run
+provenance) and renders the zoo table that ``scripts/build_zoo.py`` writes into the README and a test keeps in sync.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from . import registry
+
+TAG = "cifar10"
+DATASET = "CIFAR-10 (JPEG q75)"
+KS = (10, 20, 100, 200)
+
+
+def index_entries(index: Path = registry.ZOO_INDEX) -> list[dict[str, Any]]:
+    """The entries of the zoo index, in the order it lists them (none when the index is missing)."""
+    if not index.is_file():
+        return []
+    return list(json.loads(index.read_text(encoding="utf-8"))["models"])
+
+
+def _result(weights: dict[str, Any], protocol: str, metric: str) -> float:
+    for r in weights["results"]:
+        if r["protocol"] == protocol and r.get("metric", "top1") == metric:
+            return float(r["value"])
+    raise KeyError(f"{protocol} {metric}")
+
+
+def zoo_table(index: Path = registry.ZOO_INDEX) -> str:
+    """A markdown table of the published checkpoints with their measured accuracies and references."""
+    entries = index_entries(index)
+    if not entries:
+        return "_No checkpoints published yet._"
+    lines = [
+        "| model | method | epochs | CPU minutes | kNN@20 | linear | random init kNN@20 / linear |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in entries:
+        w, run, ref = e["weights"], e["weights_run"], e["references"]["random_init"]
+        name = f"{e['architecture']}.{w['tag']}"
+        method = registry.ARCHITECTURES[e["architecture"]].method.name
+        lines.append(
+            f"| [`{name}`](MODEL_CARDS/{name}.md) | {method} | {run['epochs']:g} | {run['wall_clock_s'] / 60:.1f} |"
+            f" {_result(w, 'knn:dino', 'top1@k20'):.2f} | {_result(w, 'linear:frozen', 'top1'):.2f} |"
+            f" {ref['knn']['20']:.2f} / {ref['linear']:.2f} |"
+        )
+    pixels = entries[0]["references"]["raw_pixels"]
+    lines += ["", f"Top-1 (%) on the full {DATASET} test split: `knn:dino` with k = 20 and `linear:frozen`. Raw pixels"
+              f" score {pixels['knn']['20']:.2f} (kNN@20) and {pixels['linear']:.2f} (linear). Every model is the same"
+              " micro ViT/8 (width 128, depth 4) trained with the same batch, epochs and crops on a 2-core CPU."]
+    return "\n".join(lines)

@@ -1,0 +1,94 @@
+"""The published zoo: every shipped checkpoint loads offline by name and still scores its golden kNN figure."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import sslzoo
+from sslzoo import cli, hub, registry
+from sslzoo.eval.protocols import LoadedModel, knn_eval
+from sslzoo.published import TAG, index_entries, zoo_table
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ENTRIES = index_entries()
+NAMES = [f"{e['architecture']}.{e['weights']['tag']}" for e in ENTRIES]
+METHODS = ("mocov3", "dino", "aps", "patchmix", "ccrop", "adclr")
+
+
+@pytest.fixture(autouse=True)
+def offline_with_the_shipped_hub(tmp_path, monkeypatch):
+    """The user's caches and the network are out of reach; the hub folder shipped in the package is not."""
+    monkeypatch.setenv("SSLZOO_HUB", str(tmp_path / "env_hub"))
+    monkeypatch.setenv("SSLZOO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_every_method_has_a_published_cifar10_checkpoint(capsys):
+    assert sorted(registry.ARCHITECTURES[e["architecture"]].method.name for e in ENTRIES) == sorted(METHODS)
+    assert cli.main(["list", "--pretrained", f"*.{TAG}"]) == 0
+    assert capsys.readouterr().out.split() == sorted(NAMES)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=NAMES)
+def test_checkpoint_loads_offline_and_keeps_its_golden_knn(entry):
+    name = f"{entry['architecture']}.{entry['weights']['tag']}"
+    model = sslzoo.create_model(name, pretrained=True)
+    assert model.sslzoo_cfg["sha256"] == entry["weights"]["sha256"]
+    golden = entry["regression"]
+    result = knn_eval(LoadedModel(model, name, "shipped"), golden["data"], k=(golden["k"],))
+    assert abs(result["top1"][golden["k"]] - golden["top1"]) <= golden["tolerance"], (
+        f"{name}: kNN@{golden['k']} on the embedded sample is {result['top1'][golden['k']]:.2f}, the published"
+        f" figure is {golden['top1']:.2f}: loading, preprocessing or the weights changed."
+    )
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=NAMES)
+def test_registry_torch_hub_and_the_hub_folder_give_the_same_model(entry):
+    name = f"{entry['architecture']}.{entry['weights']['tag']}"
+    folder = hub.SHIPPED_HUB / name
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    by_name = sslzoo.create_model(name, pretrained=True).eval()
+    by_folder = sslzoo.create_model(f"local-dir:{folder}").eval()
+    by_torch_hub = torch.hub.load(str(REPO_ROOT), entry["architecture"], source="local", pretrained=True).eval()
+    assert by_name.pretrained_cfg["mean"] == by_folder.pretrained_cfg["mean"]
+    assert by_name.pretrained_cfg["std"] == by_folder.pretrained_cfg["std"]
+    with torch.no_grad():
+        out = by_name(x)
+        torch.testing.assert_close(by_folder(x), out, rtol=0, atol=0)
+        torch.testing.assert_close(by_torch_hub(x), out, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=NAMES)
+def test_every_checkpoint_has_a_card_and_beats_random_init(entry):
+    name = f"{entry['architecture']}.{entry['weights']['tag']}"
+    card = (REPO_ROOT / "MODEL_CARDS" / f"{name}.md").read_text(encoding="utf-8")
+    assert card == (hub.SHIPPED_HUB / name / "README.md").read_text(encoding="utf-8")
+    for heading in ("Results", "Against references", "Compute", "Training run", "Limitations", "How to load"):
+        assert f"## {heading}" in card
+    knn20 = next(r["value"] for r in entry["weights"]["results"] if r["metric"] == "top1@k20")
+    assert knn20 > entry["references"]["random_init"]["knn"]["20"]  # pre-training did something
+
+
+def test_readme_zoo_table_is_generated_from_the_registry():
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    start, end = readme.index("<!-- zoo:start -->"), readme.index("<!-- zoo:end -->")
+    assert readme[start:end].split("\n", 1)[1].strip() == zoo_table().strip(), (
+        "README's zoo table is stale: run scripts/build_zoo.py (or paste sslzoo.published.zoo_table())."
+    )
+
+
+def test_a_tampered_shipped_checkpoint_is_refused(tmp_path, monkeypatch):
+    name = NAMES[0]
+    shipped = tmp_path / "shipped"
+    (shipped / name).mkdir(parents=True)
+    for f in (hub.SHIPPED_HUB / name).iterdir():
+        (shipped / name / f.name).write_bytes(f.read_bytes())
+    weights = shipped / name / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    monkeypatch.setattr(hub, "SHIPPED_HUB", shipped)
+    with pytest.raises(sslzoo.SslzooError, match="sha256"):
+        sslzoo.create_model(name, pretrained=True)
