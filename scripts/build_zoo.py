@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO)]
@@ -41,11 +40,11 @@ from sslzoo.eval.linear import linear_probe  # noqa: E402
 from sslzoo.eval.protocols import LoadedModel, knn_eval, linear_eval, load_for_eval  # noqa: E402
 from sslzoo.models import create_model  # noqa: E402
 from sslzoo.published import DATASET, KS, TAG  # noqa: E402
-from training.publish import card_fields, publish  # noqa: E402
+from sslzoo.published import zoo_table  # noqa: E402
+from training.publish import card_fields, publish, read_run  # noqa: E402
 
 METHOD_ORDER = ("mocov3", "aps", "patchmix", "ccrop", "dino", "adclr")
 BASELINE = {"aps": "mocov3", "patchmix": "mocov3", "ccrop": "mocov3", "adclr": "dino"}
-ZOO = REPO / "src" / "sslzoo" / "zoo"
 CARDS = REPO / "MODEL_CARDS"
 README = REPO / "README.md"
 # The papers' own figures (METHODS.md), to say how far a small CPU run is from them.
@@ -66,15 +65,6 @@ PAPER_NOTES = {
 
 def _architecture(method: str) -> str:
     return f"{method}_vit_micro_patch8_32"
-
-
-def _read_run(run: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    from training.checkpoint import find_checkpoint, load_checkpoint
-
-    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
-    env = json.loads((run / "env.json").read_text(encoding="utf-8"))
-    ckpt = load_checkpoint(find_checkpoint(run))
-    return cfg, env, {k: ckpt[k] for k in ("iteration", "elapsed", "iters_per_epoch", "world_size")}
 
 
 def _median_images_per_s(run: Path) -> float:
@@ -278,8 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     cache_path = args.runs / "measurements.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     index_path = registry.ZOO_INDEX
-    index = json.loads(index_path.read_text()) if index_path.is_file() else {"models": []}
-    entries = {e["architecture"]: e for e in index["models"]}
+    entries = {e["architecture"]: e for e in registry.zoo_entries(index_path)}
     pixels = _cached(cache, "pixels", lambda: _pixels(args.data))
     cache_path.write_text(json.dumps(cache, indent=1))
     curves, loaded_runs = {}, {}
@@ -287,8 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         run = args.runs / method
         arch = _architecture(method)
         name = f"{arch}.{TAG}"
-        folder = ZOO / name
-        cfg, env, ckpt = _read_run(run)
+        folder = hub.SHIPPED_HUB / name
+        cfg, env, ckpt = read_run(run)
+        ckpt = {k: ckpt[k] for k in ("iteration", "elapsed", "iters_per_epoch", "world_size")}
         publish(run, folder, name=name, full=False)
         sha = hub.sha256_file(folder / hub.WEIGHTS_NAME)
         model = create_model(f"local-dir:{folder}")  # the folder's own config: the run's normalisation
@@ -347,30 +337,27 @@ def main(argv: list[str] | None = None) -> int:
     for method, (cfg, env, ckpt, m, random) in loaded_runs.items():
         entry = entries[_architecture(method)]
         base = BASELINE.get(method)
-        baseline = (base, cache[next(k for k in cache if k.startswith(f"{base}:"))]) if base and any(
-            k.startswith(f"{base}:") for k in cache) else None
+        base_entry = entries.get(_architecture(base)) if base else None
+        base_key = f"{base}:{base_entry['weights']['sha256']}" if base_entry else None
+        baseline = (base, cache[base_key]) if base_key in cache else None
         card = _card(method, entry, cfg, env, ckpt, m, random, pixels, baseline)
         name = f"{entry['architecture']}.{TAG}"
         text = render_card(name, card)
         hub.write_text_atomic(CARDS / f"{name}.md", text)
-        hub.write_text_atomic(ZOO / name / hub.CARD_NAME, text)
+        hub.write_text_atomic(hub.SHIPPED_HUB / name / hub.CARD_NAME, text)
     if curves:
         _plot_curves(curves, CARDS / "knn_vs_epoch.png")
-    # The registry reads index.json at import: re-import it for the table and the pictures.
+    # The registry reads index.json at import: reload it so that the pictures load the new entries by name.
     import importlib
 
     importlib.reload(registry)
-    importlib.import_module("sslzoo.published")
-    from sslzoo import published
-
-    importlib.reload(published)
     images = _sample_images(args.runs / "attention_inputs")
     names = [f"{_architecture(mm)}.{TAG}" for mm in METHOD_ORDER if _architecture(mm) in entries]
     _attention_sheet(names, CARDS / "attention.png", images)
     readme = README.read_text(encoding="utf-8")
-    readme = _replace_between(readme, "<!-- zoo:start -->", "<!-- zoo:end -->", published.zoo_table(index_path))
+    readme = _replace_between(readme, "<!-- zoo:start -->", "<!-- zoo:end -->", zoo_table(index_path))
     hub.write_text_atomic(README, readme)
-    print(published.zoo_table(index_path))
+    print(zoo_table(index_path))
     return 0
 
 

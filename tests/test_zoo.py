@@ -8,21 +8,21 @@ import torch
 import sslzoo
 from sslzoo import cli, hub, registry
 from sslzoo.eval.protocols import LoadedModel, knn_eval
-from sslzoo.published import TAG, index_entries, zoo_table
+from sslzoo.published import TAG, zoo_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ENTRIES = index_entries()
+ENTRIES = registry.zoo_entries()
 NAMES = [f"{e['architecture']}.{e['weights']['tag']}" for e in ENTRIES]
 METHODS = ("mocov3", "dino", "aps", "patchmix", "ccrop", "adclr")
 
 
+SHIPPED_HUB = hub.SHIPPED_HUB
+
+
 @pytest.fixture(autouse=True)
-def offline_with_the_shipped_hub(tmp_path, monkeypatch):
+def offline_with_the_shipped_hub(isolated_hub, monkeypatch):
     """The user's caches and the network are out of reach; the hub folder shipped in the package is not."""
-    monkeypatch.setenv("SSLZOO_HUB", str(tmp_path / "env_hub"))
-    monkeypatch.setenv("SSLZOO_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "SHIPPED_HUB", SHIPPED_HUB)
 
 
 def test_every_method_has_a_published_cifar10_checkpoint(capsys):
@@ -47,7 +47,7 @@ def test_checkpoint_loads_offline_and_keeps_its_golden_knn(entry):
 @pytest.mark.parametrize("entry", ENTRIES, ids=NAMES)
 def test_registry_torch_hub_and_the_hub_folder_give_the_same_model(entry):
     name = f"{entry['architecture']}.{entry['weights']['tag']}"
-    folder = hub.SHIPPED_HUB / name
+    folder = SHIPPED_HUB / name
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     by_name = sslzoo.create_model(name, pretrained=True).eval()
     by_folder = sslzoo.create_model(f"local-dir:{folder}").eval()
@@ -64,7 +64,7 @@ def test_registry_torch_hub_and_the_hub_folder_give_the_same_model(entry):
 def test_every_checkpoint_has_a_card_and_beats_random_init(entry):
     name = f"{entry['architecture']}.{entry['weights']['tag']}"
     card = (REPO_ROOT / "MODEL_CARDS" / f"{name}.md").read_text(encoding="utf-8")
-    assert card == (hub.SHIPPED_HUB / name / "README.md").read_text(encoding="utf-8")
+    assert card == (SHIPPED_HUB / name / "README.md").read_text(encoding="utf-8")
     for heading in ("Results", "Against references", "Compute", "Training run", "Limitations", "How to load"):
         assert f"## {heading}" in card
     knn20 = next(r["value"] for r in entry["weights"]["results"] if r["metric"] == "top1@k20")
@@ -83,7 +83,7 @@ def test_a_tampered_shipped_checkpoint_is_refused(tmp_path, monkeypatch):
     name = NAMES[0]
     shipped = tmp_path / "shipped"
     (shipped / name).mkdir(parents=True)
-    for f in (hub.SHIPPED_HUB / name).iterdir():
+    for f in (SHIPPED_HUB / name).iterdir():
         (shipped / name / f.name).write_bytes(f.read_bytes())
     weights = shipped / name / "model.safetensors"
     data = bytearray(weights.read_bytes())

@@ -31,7 +31,8 @@ class PublishError(SslzooError, FileNotFoundError):
     """A run folder without the files publishing needs."""
 
 
-def _read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(resolved config, env.json, full checkpoint) of a finished run folder."""
     ckpt_path = find_checkpoint(run_dir)
     if ckpt_path is None or not (run_dir / "config.yaml").is_file():
         raise PublishError(f"{run_dir} is not a finished training run (it needs checkpoint.pt and config.yaml from "
@@ -68,7 +69,7 @@ def card_fields(cfg: dict[str, Any], env: dict[str, Any], ckpt: dict[str, Any], 
 def publish(run_dir: str | Path, output: str | Path, *, name: str | None = None, full: bool = True) -> Path:
     """Write the hub folder of a run; returns its path. ``full=False`` leaves out ``full.safetensors``."""
     run_dir, output = Path(run_dir), Path(output)
-    cfg, env, ckpt = _read_run(run_dir)
+    cfg, env, ckpt = read_run(run_dir)
     cfg = dict(cfg, device="cpu")
     # the ContrastiveCrop boxes are training state only: the method is rebuilt without them
     method = build_method(cfg, num_images=1, total_epochs=1, device=torch.device("cpu"))

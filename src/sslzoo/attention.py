@@ -116,8 +116,9 @@ def attention_figure(
             pixels = pil_to_uint8(img.convert("RGB"))
         except (OSError, ValueError) as e:
             raise AttentionError(f"could not read image {item}: {e}") from e
-        views.append(transform.resize_crop(pixels))
-        inputs.append(transform(pixels))
+        view = transform.resize_crop(pixels)
+        views.append(view)
+        inputs.append(transform.normalize(view))
     maps = attention_maps(model, torch.stack(inputs), block=block)
     rows = [render_attention(view, m, scale=scale) for view, m in zip(views, maps)]
     sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows) + 4 * (len(rows) - 1)), "white")

@@ -596,9 +596,12 @@ class EvalTransform:
                 img = step(img)
         return img
 
-    def __call__(self, img: Union[torch.Tensor, Image.Image]) -> torch.Tensor:
-        img = self.resize_crop(img)
+    def normalize(self, img: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels already at the model's size -> the model's normalised float input."""
         return (img.float() - self._shift.to(img.device)) * self._scale.to(img.device)
+
+    def __call__(self, img: Union[torch.Tensor, Image.Image]) -> torch.Tensor:
+        return self.normalize(self.resize_crop(img))
 
 
 def eval_transform(model: torch.nn.Module) -> EvalTransform:

@@ -23,9 +23,10 @@ import pickle
 import sys
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -39,7 +40,7 @@ FULL_WEIGHTS_NAME = "full.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 FORMAT_VERSION = 1
-SHIPPED_HUB = Path(__file__).with_name("zoo")
+SHIPPED_HUB = registry.ZOO_INDEX.parent  # the hub folder shipped with the package (src/sslzoo/zoo)
 
 PathLike = Union[str, os.PathLike]
 
@@ -157,6 +158,17 @@ def _commit(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
+@contextmanager
+def _atomic_file(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path``, renamed over it when the block succeeds and removed whatever happens."""
+    tmp = _atomic_target(path)
+    try:
+        yield tmp
+        _commit(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _sort_safetensors_metadata(path: Path) -> None:
     """Rewrite a safetensors header with its metadata in sorted order, in place.
 
@@ -179,36 +191,24 @@ def _sort_safetensors_metadata(path: Path) -> None:
 def save_safetensors(tensors: dict[str, torch.Tensor], path: PathLike, metadata: Optional[dict[str, str]] = None) -> Path:
     """Write tensors atomically (temporary file in the same folder, then rename); the same input gives the same bytes."""
     path = Path(path)
-    tmp = _atomic_target(path)
-    try:
+    with _atomic_file(path) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
         _sort_safetensors_metadata(tmp)
-        _commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
 def save_torch_atomic(obj: Any, path: PathLike) -> Path:
     """``torch.save`` through a temporary file in the same folder, then rename: a kill never leaves a partial file."""
     path = Path(path)
-    tmp = _atomic_target(path)
-    try:
+    with _atomic_file(path) as tmp:
         torch.save(obj, tmp)
-        _commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
 def write_text_atomic(path: PathLike, text: str) -> Path:
     path = Path(path)
-    tmp = _atomic_target(path)
-    try:
+    with _atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        _commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -241,14 +241,11 @@ def download_url(url: str, filename: str) -> Path:
         return dest
     if hf_offline():
         raise WeightsNotFoundError(f"{url} is not in {dest.parent} and HF_HUB_OFFLINE is set.")
-    tmp = _atomic_target(dest)
     try:
-        torch.hub.download_url_to_file(url, str(tmp), progress=True)
-        _commit(tmp, dest)
+        with _atomic_file(dest) as tmp:
+            torch.hub.download_url_to_file(url, str(tmp), progress=True)
     except OSError as e:
         raise WeightsNotFoundError(f"Could not download {url}: {e}") from e
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 

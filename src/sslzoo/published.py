@@ -7,7 +7,6 @@ provenance) and renders the zoo table that ``scripts/build_zoo.py`` writes into 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,6 @@ from . import registry
 TAG = "cifar10"
 DATASET = "CIFAR-10 (JPEG q75)"
 KS = (10, 20, 100, 200)
-
-
-def index_entries(index: Path = registry.ZOO_INDEX) -> list[dict[str, Any]]:
-    """The entries of the zoo index, in the order it lists them (none when the index is missing)."""
-    if not index.is_file():
-        return []
-    return list(json.loads(index.read_text(encoding="utf-8"))["models"])
 
 
 def _result(weights: dict[str, Any], protocol: str, metric: str) -> float:
@@ -34,7 +26,7 @@ def _result(weights: dict[str, Any], protocol: str, metric: str) -> float:
 
 def zoo_table(index: Path = registry.ZOO_INDEX) -> str:
     """A markdown table of the published checkpoints with their measured accuracies and references."""
-    entries = index_entries(index)
+    entries = registry.zoo_entries(index)
     if not entries:
         return "_No checkpoints published yet._"
     lines = [

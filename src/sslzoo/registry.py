@@ -358,6 +358,13 @@ def _patchmix_release(size: str, data: str) -> Weights:
 ZOO_INDEX = Path(__file__).with_name("zoo") / "index.json"
 
 
+def zoo_entries(index: Path = ZOO_INDEX) -> list[dict[str, Any]]:
+    """The entries of the zoo index, in the order it lists them (none when the index is missing)."""
+    if not index.is_file():
+        return []
+    return list(json.loads(index.read_text(encoding="utf-8"))["models"])
+
+
 def zoo_weights(index: Path = ZOO_INDEX) -> dict[str, tuple[Weights, ...]]:
     """The zoo's own checkpoints, shipped in ``sslzoo/zoo/`` and listed in its ``index.json``.
 
@@ -365,10 +372,8 @@ def zoo_weights(index: Path = ZOO_INDEX) -> dict[str, tuple[Weights, ...]]:
     names its architecture and holds the fields of :class:`Weights` (results as dicts of :class:`Result`), plus
     provenance (``run``) and the regression figures (``regression``) that the registry does not need.
     """
-    if not index.is_file():
-        return {}
     out: dict[str, list[Weights]] = {}
-    for entry in json.loads(index.read_text(encoding="utf-8"))["models"]:
+    for entry in zoo_entries(index):
         fields = {k: v for k, v in entry["weights"].items() if k != "results"}
         for key in ("input_size", "mean", "std"):
             if fields.get(key) is not None:
