@@ -173,9 +173,9 @@ def _card(method: str, entry: dict[str, Any], run_cfg: dict[str, Any], env: dict
                f" of fp32 on {run['hardware']} (median {run['median_images_per_s']:.0f} images/s; the wall-clock includes"
                " whatever else ran on the machine at the time).")
     limitations = (
-        f"A small-budget CPU run: {run['epochs']} epochs of a 0.8 M-parameter ViT (width 128, depth 4, patch 8: 16"
-        " patch tokens) at 32 px, where the papers train ViT-T/2 and larger for 500 to 3200 epochs on GPUs. Every zoo"
-        " method ran with the same architecture, batch, epochs and base crops, so the table compares methods at this"
+        f"A small-budget CPU run: {run['epochs']} epochs of a {run['parameters'] / 1e6:.2f} M-parameter ViT (width"
+        " 128, depth 4, patch 8: 16 patch tokens) at 32 px, where the papers train ViT-T/2 and larger for 500 to 3200"
+        " epochs on GPUs. Every zoo method ran with the same architecture, batch, epochs and base crops, so the table compares methods at this"
         " budget and nothing else; it does not predict their ranking at the papers' budgets. Heads are shrunk (512"
         " hidden, 128 out; DINO 1024 prototypes) and the learning-rate warm-up is one epoch. The data is CIFAR-10"
         " re-encoded as JPEG q75, which costs a little accuracy against the lossless originals. "
@@ -319,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
                 "forward_gflops": flops["forward"] / 1e9, "iteration_gflops": flops["iteration"] / 1e9,
                 "total_pflops": flops["iteration"] * ckpt["iteration"] / 1e15,
                 "median_images_per_s": round(_median_images_per_s(run), 1),
+                "parameters": sum(p.numel() for p in model.parameters()),
                 "git_revision": env.get("git_revision"), "torch": env.get("torch"),
             },
             "references": {"random_init": {"knn": random["knn"], "linear": random["linear"]},
