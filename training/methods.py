@@ -376,9 +376,12 @@ def _pipelines_for(name: str, size: int, cfg: dict[str, Any], dino: DINOSettings
     views = dict(cfg.get("views") or {})
     mean, std = MEAN_STD[views.pop("mean_std", "cifar")]
     overrides = views.pop("overrides", {}) or {}
+    base = views.pop("base", None)
     if views:
-        raise MethodConfigError(f"unknown views setting(s) {sorted(views)}; known: mean_std, overrides.")
-    if dino is not None:
+        raise MethodConfigError(f"unknown views setting(s) {sorted(views)}; known: base, mean_std, overrides.")
+    if base is not None:
+        configs = _base_configs(base, size, mean, std, dino, queries)
+    elif dino is not None:
         configs = [augment.dino_global(size, view=v, scale=tuple(dino.global_scale), mean=mean, std=std)
                    for v in (1, 2)]
         configs.append(replace(augment.dino_global(dino.local_crops_size, scale=tuple(dino.local_crops_scale),
@@ -397,6 +400,26 @@ def _pipelines_for(name: str, size: int, cfg: dict[str, Any], dino: DINOSettings
     except TypeError as e:
         raise MethodConfigError(f"unknown view setting in views.overrides: {e}; known: "
                                 f"{[f.name for f in fields(ViewPipelineConfig)]}.") from e
+
+
+def _base_configs(base: str, size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                  dino: DINOSettings | None, queries: ADCLRSettings | None) -> list[ViewPipelineConfig]:
+    """``views.base``: one named augmentation for the two main views of any method, so that runs of different
+    methods differ only in the method. DINO's local crops and ADCLR's queries keep their own size and scale (they
+    are the method) and take the base's colour steps; queries are not flipped (METHODS 4.2)."""
+    if base not in augment.BASE_VIEWS:
+        raise MethodConfigError(f"unknown views.base {base!r}; choose one of {sorted(augment.BASE_VIEWS)}.")
+    view = replace(augment.BASE_VIEWS[base](), size=size, mean=mean, std=std)
+    if dino is None:
+        return [view, view]
+    if tuple(dino.global_scale) != tuple(view.scale):
+        raise MethodConfigError(
+            f"framework.global_scale {tuple(dino.global_scale)} differs from the crop scale {view.scale} of "
+            f"views.base {base!r}: set framework.global_scale to {list(view.scale)} so the global crops are the base's.")
+    configs = [view, view, replace(view, size=dino.local_crops_size, scale=tuple(dino.local_crops_scale))]
+    if queries is not None:
+        configs.append(replace(view, size=queries.size, scale=tuple(queries.scale), flip_p=0.0))
+    return configs
 
 
 def _backbone(cfg: dict[str, Any], name: str, framework: str):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -10,7 +12,9 @@ from training.frameworks.backbone import BackboneError, build_backbone
 from training.frameworks.dino import DINO
 from training.frameworks.heads import DINOHead, DINOHeadSpec, MLPHead, MLPSpec
 from training.frameworks.mocov3 import MoCoV3
-from training.methods import build_method
+from training.config import resolve
+from training.methods import MethodConfigError, build_method
+from training.views.augment import mocov3_cifar
 
 
 def pico():
@@ -115,3 +119,37 @@ def test_adclr_loss_terms_and_teacher_modes() -> None:
         assert torch.isfinite(terms["loss"])
         assert terms["loss"].item() == pytest.approx(terms["cls"].item() + terms["query"].item(), rel=1e-5)
         assert not method.framework.teacher_backbone.training  # no drop path in the teacher
+
+
+ZOO_METHODS = ("mocov3", "aps", "patchmix", "ccrop", "dino", "adclr")
+
+
+def test_zoo_profiles_give_every_method_the_same_two_main_views() -> None:
+    # issue 5: the zoo table must compare methods and nothing else, so the base augmentation is one for all six
+    built = {m: build_method(resolve(["--method", m, "--profile", "zoo"]), num_images=10, total_epochs=1,
+                             device=torch.device("cpu")) for m in ZOO_METHODS}
+    main_views = {m: [p.cfg for p in method.pipelines[:2]] for m, method in built.items()}
+    reference = main_views["mocov3"]
+    assert reference[0] == replace(mocov3_cifar(), size=32)
+    assert all(views == reference for views in main_views.values()), main_views
+    for m in ("dino", "adclr"):
+        local = built[m].pipelines[2].cfg
+        assert (local.size, local.scale) == (16, (0.05, 0.4))
+        assert replace(local, size=32, scale=reference[0].scale) == reference[0]  # the base's colour steps, no blur
+    query = built["adclr"].pipelines[3].cfg
+    assert (query.size, query.flip_p, query.blur_p, query.jitter) == (16, 0.0, 0.0, reference[0].jitter)
+
+
+def test_views_base_refuses_unknown_names_and_a_conflicting_dino_global_scale() -> None:
+    cfg = _cfg("dino")
+    cfg["views"]["base"] = "imagenet_blur"
+    with pytest.raises(MethodConfigError, match="unknown views.base 'imagenet_blur'; choose one of"):
+        build_method(cfg, num_images=10, total_epochs=1, device=torch.device("cpu"))
+    cfg = _cfg("dino")
+    cfg["views"]["base"] = "mocov3_cifar"
+    cfg["framework"]["global_scale"] = [0.4, 1.0]
+    with pytest.raises(MethodConfigError, match=r"set framework.global_scale to \[0.2, 1.0\]"):
+        build_method(cfg, num_images=10, total_epochs=1, device=torch.device("cpu"))
+    cfg["framework"]["global_scale"] = [0.2, 1.0]
+    dino = build_method(cfg, num_images=10, total_epochs=1, device=torch.device("cpu"))
+    assert dino.pipelines[0].cfg.blur_p == 0.0 and dino.pipelines[1].cfg.solarize_p == 0.0

@@ -23,7 +23,7 @@ The laws follow torchvision:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -417,6 +417,10 @@ def mocov3_cifar() -> ViewPipelineConfig:
 def ccrop_cifar() -> ViewPipelineConfig:
     """ContrastiveCrop's CIFAR views (METHODS 3.3); its boxes come from ``contrastive_crop``, passed as ``boxes=``."""
     return mocov3_cifar()
+
+
+# Views a recipe can name as ``views.base`` to give every method the same two main views (the zoo, issue 5).
+BASE_VIEWS: dict[str, Callable[[], ViewPipelineConfig]] = {"mocov3_cifar": mocov3_cifar, "aps_cifar": aps_cifar}
 
 
 def dino_global(size: int = 224, *, view: int = 1, scale: tuple[float, float] = (0.25, 1.0),
