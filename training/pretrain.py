@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -29,6 +30,7 @@ import torch
 import yaml
 
 from sslzoo.errors import SslzooError
+from sslzoo.hub import write_text_atomic
 from training import distributed
 from training.checkpoint import CHECKPOINT_NAME, find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from training.config import resolve
@@ -231,6 +233,19 @@ class CsvLog:
     def __init__(self, path: Path) -> None:
         self.path, self.fields = path, None
 
+    def rewind(self, iteration: int) -> None:
+        """Drop the rows logged after ``iteration``: a resumed run repeats those iterations, and one timeline per
+        file keeps curves (e.g. kNN against epoch) free of duplicate points."""
+        if not self.path.exists():
+            return
+        with open(self.path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= iteration]
+        if len(kept) < len(rows):
+            out = io.StringIO()
+            csv.writer(out).writerows(kept)
+            write_text_atomic(self.path, out.getvalue())
+
     def write(self, row: dict[str, Any]) -> None:
         new = not self.path.exists()
         if self.fields is None:
@@ -326,6 +341,8 @@ def train(cfg: dict[str, Any], *, stop_at: int | None = None) -> Trainer:
         raise SslzooError(f"--resume {resume}: no such checkpoint; pass 'auto' or a checkpoint path.")
     if path is not None:
         restore(tr, path)
+        if tr.env.is_main:
+            CsvLog(tr.run_dir / LOG_NAME).rewind(tr.iteration)
     elif tr.env.is_main and find_checkpoint(tr.run_dir) is not None:
         raise SslzooError(f"{tr.run_dir} already holds a checkpoint; pass --resume auto to continue it or choose "
                           "another --output.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,11 @@ def test_resume_is_bitwise_identical(method: str, extra: list[str], small_cifar,
         for k in fa:
             assert torch.equal(fa[k], fb[k]), f"{part}.{k} differs after resuming"
     assert resumed.iteration == whole.iteration == steps
+    # the rows of iteration 3 (logged, then lost with the kill) are not repeated: one timeline in the log
+    with open(tmp_path / "killed" / pretrain.LOG_NAME, newline="", encoding="utf-8") as f:
+        logged = [int(row["iteration"]) for row in csv.DictReader(f)]
+    with open(tmp_path / "whole" / pretrain.LOG_NAME, newline="", encoding="utf-8") as f:
+        assert logged == [int(row["iteration"]) for row in csv.DictReader(f)]
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(small_cifar, tmp_path: Path,
