@@ -39,6 +39,7 @@ from sslzoo.eval.knn import knn_classify  # noqa: E402
 from sslzoo.eval.linear import linear_probe  # noqa: E402
 from sslzoo.eval.protocols import LoadedModel, knn_eval, linear_eval, load_for_eval  # noqa: E402
 from sslzoo.models import create_model  # noqa: E402
+from sslzoo import published  # noqa: E402
 from sslzoo.published import DATASET, KS, TAG  # noqa: E402
 from sslzoo.published import zoo_table  # noqa: E402
 from training.publish import card_fields, publish, read_run  # noqa: E402
@@ -175,8 +176,8 @@ def _card(method: str, entry: dict[str, Any], run_cfg: dict[str, Any], env: dict
     limitations = (
         f"A small-budget CPU run: {run['epochs']} epochs of a {run['parameters'] / 1e6:.2f} M-parameter ViT (width"
         " 128, depth 4, patch 8: 16 patch tokens) at 32 px, where the papers train ViT-T/2 and larger for 500 to 3200"
-        " epochs on GPUs. Every zoo method ran with the same architecture, batch, epochs and base crops, so the table compares methods at this"
-        " budget and nothing else; it does not predict their ranking at the papers' budgets. Heads are shrunk (512"
+        f" epochs on GPUs. {published.views_sentence([run])} It does not predict the methods' ranking at the papers'"
+        " budgets. Heads are shrunk (512"
         " hidden, 128 out; DINO 1024 prototypes) and the learning-rate warm-up is one epoch. The data is CIFAR-10"
         " re-encoded as JPEG q75, which costs a little accuracy against the lossless originals. "
         + _against_pixels(m, pixels) + PAPER_NOTES[method])
@@ -315,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             "weights_run": {
                 "recipe": f"training/recipes/{method}.yaml", "profile": cfg.get("profile"), "seed": cfg["seed"],
                 "batch_size": cfg["batch_size"], "epochs": epochs, "iterations": ckpt["iteration"],
+                "views_base": (cfg.get("views") or {}).get("base"),
                 "wall_clock_s": round(float(ckpt["elapsed"]), 1), "hardware": hardware,
                 "forward_gflops": flops["forward"] / 1e9, "iteration_gflops": flops["iteration"] / 1e9,
                 "total_pflops": flops["iteration"] * ckpt["iteration"] / 1e15,

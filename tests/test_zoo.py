@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import sslzoo
-from sslzoo import cli, hub, registry
+from sslzoo import cli, hub, published, registry
 from sslzoo.eval.protocols import LoadedModel, knn_eval
 from sslzoo.published import TAG, zoo_table
 
@@ -92,3 +92,10 @@ def test_a_tampered_shipped_checkpoint_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(hub, "SHIPPED_HUB", shipped)
     with pytest.raises(sslzoo.SslzooError, match="sha256"):
         sslzoo.create_model(name, pretrained=True)
+
+
+def test_views_sentence_claims_a_pure_method_comparison_only_for_one_shared_base() -> None:
+    shared = published.views_sentence([{"views_base": "mocov3_cifar"}] * 6)
+    assert "base views (`views.base: mocov3_cifar`)" in shared and "nothing else" in shared
+    for runs in ([{"views_base": None}] * 6, [{"views_base": "mocov3_cifar"}, {"views_base": "aps_cifar"}], [{}]):
+        assert "its own paper's training views" in published.views_sentence(runs)

@@ -24,6 +24,17 @@ def _result(weights: dict[str, Any], protocol: str, metric: str) -> float:
     raise KeyError(f"{protocol} {metric}")
 
 
+def views_sentence(runs: list[dict[str, Any]]) -> str:
+    """What the zoo's training runs (``weights_run`` entries) shared in their views, as a sentence for tables and
+    cards: a comparison of methods holds only when they trained with one base augmentation (``views.base``)."""
+    bases = {run.get("views_base") for run in runs}
+    if len(bases) == 1 and None not in bases:
+        return (f"Every zoo method ran with the same architecture, batch, epochs and base views (`views.base:"
+                f" {bases.pop()}`), so the table compares methods at this budget and nothing else.")
+    return ("Every zoo method ran with the same architecture, batch and epochs, but with its own paper's training views"
+            " (crop scales, blur and solarisation differ), so the table compares methods and their views together.")
+
+
 def zoo_table(index: Path = registry.ZOO_INDEX) -> str:
     """A markdown table of the published checkpoints with their measured accuracies and references."""
     entries = registry.zoo_entries(index)
@@ -44,6 +55,7 @@ def zoo_table(index: Path = registry.ZOO_INDEX) -> str:
         )
     pixels = entries[0]["references"]["raw_pixels"]
     lines += ["", f"Top-1 (%) on the full {DATASET} test split: `knn:dino` with k = 20 and `linear:frozen`. Raw pixels"
-              f" score {pixels['knn']['20']:.2f} (kNN@20) and {pixels['linear']:.2f} (linear). Every model is the same"
-              " micro ViT/8 (width 128, depth 4) trained with the same batch, epochs and crops on a 2-core CPU."]
+              f" score {pixels['knn']['20']:.2f} (kNN@20) and {pixels['linear']:.2f} (linear). Every model is a"
+              " micro ViT/8 (width 128, depth 4) trained on a 2-core CPU. "
+              + views_sentence([e["weights_run"] for e in entries])]
     return "\n".join(lines)
