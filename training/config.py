@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +93,24 @@ def recipe_path(name: str) -> Path:
     return candidate
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: ``1e-3`` is a number, not the string PyYAML 1.1 makes of it."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse recipe or ``--set`` YAML, reading exponent floats without a dot (``5e-4``) as numbers."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_recipe(name: str) -> dict[str, Any]:
-    with open(recipe_path(name), encoding="utf-8") as f:
-        return yaml.safe_load(f) or {}
+    return parse_yaml(recipe_path(name).read_text(encoding="utf-8")) or {}
 
 
 def set_dotted(cfg: dict[str, Any], assignment: str) -> None:
@@ -115,7 +131,7 @@ def set_dotted(cfg: dict[str, Any], assignment: str) -> None:
     fixed = node is cfg or (len(parts) == 2 and isinstance(DEFAULTS.get(parts[0]), dict) and DEFAULTS[parts[0]])
     if fixed and parts[-1] not in node:
         raise ConfigError(f"unknown setting {key!r} in --set; known: {sorted(node)}.")
-    node[parts[-1]] = yaml.safe_load(raw)
+    node[parts[-1]] = parse_yaml(raw)
 
 
 def parser() -> argparse.ArgumentParser:

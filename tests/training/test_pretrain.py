@@ -103,6 +103,19 @@ def test_config_precedence_and_errors(tmp_path: Path) -> None:
         resolve(["--recipe", "nonexistent"])
 
 
+def test_exponent_floats_are_numbers(tmp_path: Path) -> None:
+    # PyYAML's YAML 1.1 reads 1e-3 as a string, which crashed training at the first learning-rate product
+    cfg = resolve(["--method", "dino", "--set", "optim.base_lr=1e-3", "--set", "framework.global_scale=[2E-1, 1]",
+                   "--set", "method_args.tag=5e-4x"])
+    assert cfg["optim"]["base_lr"] == 1e-3
+    assert cfg["framework"]["global_scale"] == [0.2, 1]
+    assert cfg["method_args"]["tag"] == "5e-4x"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("method: mocov3\noptim: {base_lr: 5e-4, min_lr: -1E+0}\n", encoding="utf-8")
+    optim = resolve(["--recipe", str(recipe)])["optim"]
+    assert optim["base_lr"] == 5e-4 and optim["min_lr"] == -1.0
+
+
 def test_cli_reports_missing_data(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code = pretrain.main(["--method", "mocov3", "--data", str(tmp_path / "nowhere"), "--steps", "1",
                           "--output", str(tmp_path / "run"), "--device", "cpu"])
