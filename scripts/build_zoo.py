@@ -39,9 +39,7 @@ from sslzoo.eval.knn import knn_classify  # noqa: E402
 from sslzoo.eval.linear import linear_probe  # noqa: E402
 from sslzoo.eval.protocols import LoadedModel, knn_eval, linear_eval, load_for_eval  # noqa: E402
 from sslzoo.models import create_model  # noqa: E402
-from sslzoo import published  # noqa: E402
-from sslzoo.published import DATASET, KS, TAG  # noqa: E402
-from sslzoo.published import zoo_table  # noqa: E402
+from sslzoo.published import DATASET, KS, TAG, views_sentence, zoo_table  # noqa: E402
 from training.publish import card_fields, publish, read_run  # noqa: E402
 
 METHOD_ORDER = ("mocov3", "aps", "patchmix", "ccrop", "dino", "adclr")
@@ -176,7 +174,7 @@ def _card(method: str, entry: dict[str, Any], run_cfg: dict[str, Any], env: dict
     limitations = (
         f"A small-budget CPU run: {run['epochs']} epochs of a {run['parameters'] / 1e6:.2f} M-parameter ViT (width"
         " 128, depth 4, patch 8: 16 patch tokens) at 32 px, where the papers train ViT-T/2 and larger for 500 to 3200"
-        f" epochs on GPUs. {published.views_sentence([run])} It does not predict the methods' ranking at the papers'"
+        f" epochs on GPUs. {views_sentence([run])} It does not predict the methods' ranking at the papers'"
         " budgets. Heads are shrunk (512"
         " hidden, 128 out; DINO 1024 prototypes) and the learning-rate warm-up is one epoch. The data is CIFAR-10"
         " re-encoded as JPEG q75, which costs a little accuracy against the lossless originals. "

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from sslzoo.errors import SslzooError
 from sslzoo.hub import save_pretrained, save_safetensors
 from training.checkpoint import find_checkpoint, load_checkpoint
+from training.config import parse_yaml
 from training.frameworks.backbone import build_backbone
 from training.methods import build_method
 
@@ -37,7 +37,7 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, A
     if ckpt_path is None or not (run_dir / "config.yaml").is_file():
         raise PublishError(f"{run_dir} is not a finished training run (it needs checkpoint.pt and config.yaml from "
                            "python -m training.pretrain).")
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    cfg = parse_yaml((run_dir / "config.yaml").read_text(encoding="utf-8"))
     env_path = run_dir / "env.json"
     env = json.loads(env_path.read_text(encoding="utf-8")) if env_path.is_file() else {}
     return cfg, env, load_checkpoint(ckpt_path)
