@@ -284,7 +284,9 @@ class DINOMethod(Method):
     def train(self, mode: bool = True) -> DINOMethod:
         super().train(mode)
         self.framework.teacher_backbone.eval()  # the teacher has no drop path, like DINO's teacher
-        self.framework.teacher_head.eval()
+        # official DINO never calls teacher.eval(): a BN head (use_bn) normalises the teacher's batch too, since its
+        # running statistics are not part of the EMA
+        self.framework.teacher_head.train(mode)
         return self
 
     def ema_base(self) -> float:

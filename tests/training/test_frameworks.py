@@ -46,6 +46,18 @@ def test_dino_head() -> None:
     assert torch.allclose(w.norm(dim=1), torch.ones(50), atol=1e-5)
 
 
+def test_dino_head_with_bn_normalises_each_position_of_a_token_batch() -> None:
+    spec = DINOHeadSpec(out_dim=50, hidden=32, bottleneck=16, use_bn=True)
+    head = DINOHead(64, spec)
+    assert [type(m).__name__ for m in head.mlp] == ["Linear", "BatchNorm1d", "GELU", "Linear", "BatchNorm1d", "GELU",
+                                                    "Linear"]
+    tokens = torch.randn(3, 5, 64) * 10 + 4  # ADCLR's (B, L, D) query tokens
+    out = head(tokens)
+    assert out.shape == (3, 5, 50)
+    # the same 15 vectors as a flat batch give the same logits: BN statistics span batch and positions
+    assert torch.allclose(out.reshape(15, 50), head(tokens.reshape(15, 64)), atol=1e-5)
+
+
 def test_momentum_update_and_keys_without_grad() -> None:
     fw = MoCoV3(pico(), MLPSpec(32, 16), MLPSpec(32, 16, layers=2, last_bn=False), momentum_encoder=True)
     with torch.no_grad():
@@ -106,9 +118,10 @@ def test_adclr_adds_no_parameters_to_dino() -> None:
 def test_adclr_loss_terms_and_teacher_modes() -> None:
     g = torch.Generator().manual_seed(0)
     images = torch.rand(4, 3, 32, 32, generator=g)
-    for mode in ("appended", "standalone"):
+    for mode, use_bn in (("appended", False), ("standalone", False), ("appended", True)):
         cfg = _cfg("adclr")
         cfg["method_args"]["teacher_queries"] = mode
+        cfg["framework"]["head"]["use_bn"] = use_bn
         torch.manual_seed(0)
         method = build_method(cfg, num_images=4, total_epochs=1, device=torch.device("cpu")).train()
         views = method.views(images, torch.arange(4), g, 0)
@@ -119,6 +132,8 @@ def test_adclr_loss_terms_and_teacher_modes() -> None:
         assert torch.isfinite(terms["loss"])
         assert terms["loss"].item() == pytest.approx(terms["cls"].item() + terms["query"].item(), rel=1e-5)
         assert not method.framework.teacher_backbone.training  # no drop path in the teacher
+        # a BN head normalises the teacher's own batch (official DINO); its running statistics are not EMA'd
+        assert method.framework.teacher_head.training and not method.eval().framework.teacher_head.training
 
 
 ZOO_METHODS = ("mocov3", "aps", "patchmix", "ccrop", "dino", "adclr")

@@ -15,8 +15,8 @@ PatchMix     3 layers 4096 -> 256,   2 layers 4096 -> 256, final BN
              final BN
 ===========  ======================  =======================================
 
-DINO head (:class:`DINOHead`): MLP D -> hidden -> hidden -> bottleneck with GELU and no BN, trunc-normal(0.02) init
-with zero bias, L2 normalisation, then a weight-normalised Linear bottleneck -> out_dim without bias whose norm g
+DINO head (:class:`DINOHead`): MLP D -> hidden -> hidden -> bottleneck with GELU, and BatchNorm1d before every GELU
+only with ``use_bn`` (official DINO's ``--use_bn_in_head``, off by default), trunc-normal(0.02) init with zero bias, L2 normalisation, then a weight-normalised Linear bottleneck -> out_dim without bias whose norm g
 is 1 (and frozen when ``norm_last_layer``), as in the official DINO code.
 """
 
@@ -60,13 +60,15 @@ class MLPHead(nn.Sequential):
 
 @dataclass
 class DINOHeadSpec:
-    """DINO head: ``out_dim`` prototypes (65536 in DINO, 8192 in ADCLR's code), MLP widths, last-layer norm."""
+    """DINO head: ``out_dim`` prototypes (65536 in DINO, 8192 in ADCLR's code), MLP widths, last-layer norm, BN in
+    the MLP."""
 
     out_dim: int = 65536
     hidden: int = 2048
     bottleneck: int = 256
     layers: int = 3
     norm_last_layer: bool = True
+    use_bn: bool = False
 
 
 class DINOHead(nn.Module):
@@ -79,7 +81,7 @@ class DINOHead(nn.Module):
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
             mods.append(nn.Linear(a, b))
             if i < spec.layers - 1:
-                mods.append(nn.GELU())
+                mods += [nn.BatchNorm1d(b), nn.GELU()] if spec.use_bn else [nn.GELU()]
         self.mlp = nn.Sequential(*mods)
         self.apply(self._init)
         last = parametrizations.weight_norm(nn.Linear(spec.bottleneck, spec.out_dim, bias=False))
@@ -97,5 +99,8 @@ class DINOHead(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.normalize(self.mlp(x), dim=-1, p=2)
-        return self.last_layer(x)
+        """Logits of features of shape (..., D); with ``use_bn`` every leading position is one BN sample (ADCLR
+        passes (B, L, D) query tokens)."""
+        lead = x.shape[:-1]
+        x = F.normalize(self.mlp(x.reshape(-1, x.shape[-1])), dim=-1, p=2)
+        return self.last_layer(x).reshape(*lead, -1)
