@@ -283,10 +283,10 @@ class DINOMethod(Method):
 
     def train(self, mode: bool = True) -> DINOMethod:
         super().train(mode)
-        self.framework.teacher_backbone.eval()  # the teacher has no drop path, like DINO's teacher
-        # official DINO never calls teacher.eval(): a BN head (use_bn) normalises the teacher's batch too, since its
-        # running statistics are not part of the EMA
-        self.framework.teacher_head.train(mode)
+        # only the teacher's backbone is held in eval mode (no drop path, like DINO's teacher); its head follows
+        # ``mode``, as official DINO never calls teacher.eval(): a BN head (use_bn) normalises the teacher's batch,
+        # since its running statistics are not part of the EMA
+        self.framework.teacher_backbone.eval()
         return self
 
     def ema_base(self) -> float:

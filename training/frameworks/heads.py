@@ -16,8 +16,9 @@ PatchMix     3 layers 4096 -> 256,   2 layers 4096 -> 256, final BN
 ===========  ======================  =======================================
 
 DINO head (:class:`DINOHead`): MLP D -> hidden -> hidden -> bottleneck with GELU, and BatchNorm1d before every GELU
-only with ``use_bn`` (official DINO's ``--use_bn_in_head``, off by default), trunc-normal(0.02) init with zero bias, L2 normalisation, then a weight-normalised Linear bottleneck -> out_dim without bias whose norm g
-is 1 (and frozen when ``norm_last_layer``), as in the official DINO code.
+only with ``use_bn`` (official DINO's ``--use_bn_in_head``, off by default), trunc-normal(0.02) init with zero
+bias, L2 normalisation, then a weight-normalised Linear bottleneck -> out_dim without bias whose norm g is 1 (and
+frozen when ``norm_last_layer``), as in the official DINO code.
 """
 
 from __future__ import annotations
