@@ -73,3 +73,15 @@ def test_download_and_verify(tmp_path, monkeypatch, capsys):
     assert code == 1 and "MISMATCH" in out and pin in out
     code, _, err = run(capsys, "download", ARCH)
     assert code == 2 and pin in err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["info", "aps_vit_t"], ["knn", "--help"], ["finetune", "--help"]])
+def test_help_list_and_info_start_without_torch(argv):
+    # torch, timm and faiss cost seconds of start-up; these commands need none of them
+    script = (
+        "import sys\nfrom sslzoo import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch', 'timm', 'faiss', 'numpy', 'safetensors', 'PIL') if m in sys.modules),"
+        " file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120)
+    assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr

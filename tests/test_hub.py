@@ -260,3 +260,65 @@ def test_push_to_hub_stops_at_the_network_call(tmp_path, monkeypatch):
     with pytest.raises(sslzoo.SslzooError, match="README.md"):
         sslzoo.push_to_hub(folder, "org/m")
     assert calls == []
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def _pinned_entry(monkeypatch, folder: Path) -> str:
+    """Register ``ARCH.test`` pinned to the weights now in ``folder``; returns the pin."""
+    pin = hub.sha256_file(folder / "model.safetensors")
+    w = registry.Weights(tag="test", description="d", pretrain_data="CIFAR-10", sha256=pin)
+    monkeypatch.setitem(registry.WEIGHTS, ARCH, (w,))
+    return pin
+
+
+def test_pretrained_file_folder_is_held_to_its_own_hash_and_to_the_tags_pin(tmp_path, monkeypatch):
+    folder = sslzoo.save_pretrained(sslzoo.create_model(ARCH), tmp_path / "f")
+    pin = _pinned_entry(monkeypatch, folder)
+    reference = _out(sslzoo.create_model(f"{ARCH}.test", pretrained_file=folder), _x())  # the pinned file loads
+    _flip_a_byte(folder / "model.safetensors")
+    tampered = hub.sha256_file(folder / "model.safetensors")
+    # the folder's own recorded hash refuses it whatever the name, with or without a tag, and for timm names too
+    for name in (f"{ARCH}.test", ARCH, "vit_tiny_patch16_224"):
+        with pytest.raises(ChecksumError, match="records") as e:
+            sslzoo.create_model(name, pretrained_file=folder)
+        assert tampered in str(e.value) and pin in str(e.value)
+    # a folder re-written around other weights is consistent with itself, but it is not the file the tag pins
+    other = sslzoo.save_pretrained(sslzoo.create_model(ARCH, drop_path_rate=0.0), tmp_path / "other")
+    with pytest.raises(ChecksumError, match=f"pins {pin}") as e:
+        sslzoo.create_model(f"{ARCH}.test", pretrained_file=other)
+    assert f"'{ARCH}'" in str(e.value)  # how to load it on purpose: the name without its tag
+    assert not torch.equal(_out(sslzoo.create_model(ARCH, pretrained_file=other), _x()), reference)
+
+
+def test_pretrained_bare_file_for_a_pinned_tag_is_checked_against_the_pin(tmp_path, monkeypatch):
+    folder = sslzoo.save_pretrained(sslzoo.create_model(ARCH), tmp_path / "f")
+    pin = _pinned_entry(monkeypatch, folder)
+    bare = tmp_path / "bare.safetensors"
+    bare.write_bytes((folder / "model.safetensors").read_bytes())
+    sslzoo.create_model(f"{ARCH}.test", pretrained_file=bare)
+    _flip_a_byte(bare)
+    with pytest.raises(ChecksumError) as e:
+        sslzoo.create_model(f"{ARCH}.test", pretrained_file=bare)
+    assert pin in str(e.value) and hub.sha256_file(bare) in str(e.value)
+    # the untagged name is the documented way to load an unpinned file on purpose; its hash is recorded
+    model = sslzoo.create_model(ARCH, pretrained_file=bare)
+    assert model.sslzoo_cfg["sha256"] == hub.sha256_file(bare)
+
+
+def test_written_files_respect_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        folder = sslzoo.save_pretrained(sslzoo.create_model(ARCH), tmp_path / "f")
+        hub.save_safetensors({"x": torch.zeros(2)}, tmp_path / "cache" / "features.safetensors")
+        hub.save_torch_atomic({"x": torch.zeros(2)}, tmp_path / "checkpoint.pt")
+    finally:
+        os.umask(old)
+    files = [*folder.iterdir(), tmp_path / "cache" / "features.safetensors", tmp_path / "checkpoint.pt"]
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: "0o644" for f in files}

@@ -1,26 +1,43 @@
-"""sslzoo: self-supervised Vision Transformers (APS, PatchMix, ContrastiveCrop, ADCLR, MoCo v3, DINO) by name."""
+"""sslzoo: self-supervised Vision Transformers (APS, PatchMix, ContrastiveCrop, ADCLR, MoCo v3, DINO) by name.
 
-from .attention import attention_figure, attention_maps
+The public names are imported on first use (PEP 562), so ``import sslzoo`` and the ``sslzoo`` command start without
+loading torch until a model, a weight file or an evaluation is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .errors import SslzooError
-from .eval.features import extract_features
-from .eval.knn import knn_classify
-from .eval.linear import linear_probe
-from .hub import push_to_hub, save_pretrained
-from .models import create_model
-from .registry import list_models, model_info
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "SslzooError",
-    "attention_figure",
-    "attention_maps",
-    "create_model",
-    "extract_features",
-    "knn_classify",
-    "linear_probe",
-    "list_models",
-    "model_info",
-    "push_to_hub",
-    "save_pretrained",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "attention_figure": ".attention",
+    "attention_maps": ".attention",
+    "create_model": ".models",
+    "extract_features": ".eval.features",
+    "knn_classify": ".eval.knn",
+    "linear_probe": ".eval.linear",
+    "list_models": ".registry",
+    "model_info": ".registry",
+    "push_to_hub": ".hub",
+    "save_pretrained": ".hub",
+}
+
+__all__ = ["SslzooError", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sslzoo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

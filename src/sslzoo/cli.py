@@ -1,4 +1,8 @@
-"""The ``sslzoo`` command. Every sub-command has ``--help``; user errors exit non-zero with a message, no traceback."""
+"""The ``sslzoo`` command. Every sub-command has ``--help``; user errors exit with status 2 and a one-line message.
+
+Only the registry (plain data) is imported up front: ``--help``, ``list`` and ``info`` never load torch, and each other
+command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from . import hub, registry
+from . import registry
 from .errors import SslzooError
+from .eval.commands import add_eval_commands
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -67,6 +72,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
+    from . import hub
+
     for name in args.names:
         resolved = registry.resolve(name)
         path, source = hub.locate_registered(resolved)
@@ -76,6 +83,8 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from . import hub
+
     names = args.names or registry.list_models(pretrained=True)
     status = EXIT_OK
     uncached = 0
@@ -195,8 +204,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-init", action="store_true", help="use the architecture at random init")
     p.add_argument("--pretrained-file", help="load weights from this file or hub folder")
     p.set_defaults(func=_cmd_attention)
-
-    from .eval.commands import add_eval_commands  # evaluation stack (faiss, data layer) only when building the parser
 
     add_eval_commands(sub)
     return parser

@@ -76,10 +76,19 @@ def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def verify_sha256(path: PathLike, expected: Optional[str]) -> str:
-    """Hash ``path``; raise if it differs from ``expected`` (when one is pinned). Returns the actual hash."""
+def verify_sha256(path: PathLike, expected: Optional[str], *, recorded_in: Optional[PathLike] = None) -> str:
+    """Hash ``path``; raise if it differs from ``expected`` (when one is pinned). Returns the actual hash.
+
+    ``recorded_in`` names the ``config.json`` that recorded ``expected``, for a hub folder's own hash.
+    """
     actual = sha256_file(path)
     if expected and actual != expected.lower():
+        if recorded_in is not None:
+            raise ChecksumError(
+                f"{path} has sha256 {actual}, but its folder's {recorded_in} records {expected}: the weights were"
+                " changed or damaged after the folder was written. Write the folder again (sslzoo.save_pretrained,"
+                " `python -m training.publish`, `sslzoo convert`) or fetch it again."
+            )
         raise ChecksumError(
             f"{path} has sha256 {actual}, but {expected} is pinned for it. The file is corrupt, truncated or not the"
             " published one: delete it and download it again (`sslzoo download NAME`)."
@@ -145,14 +154,19 @@ def _atomic_target(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    # mkstemp makes the file private (0600); the renamed result should get the permissions of any new file
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     return Path(tmp)
 
 
+def _new_file_mode() -> int:
+    umask = os.umask(0)  # reading the umask means setting it; it is put back at once
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _commit(tmp: Path, path: Path) -> None:
+    # mkstemp makes the file private (0600), and writers such as safetensors replace the temporary file with one of
+    # their own; the result gets the permissions of any new file, after the writer is done
+    os.chmod(tmp, _new_file_mode())
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -308,12 +322,7 @@ def _unnamed_release(w: registry.Weights) -> bool:
 def locate_registered(resolved: registry.Resolved, pretrained_file: Optional[PathLike] = None) -> tuple[Path, str]:
     """Find the weight file of a registry entry, following the resolution order. Returns (path, source)."""
     if pretrained_file is not None:
-        path = Path(pretrained_file).expanduser()
-        if path.is_dir():
-            path = path / WEIGHTS_NAME
-        if not path.is_file():
-            raise WeightsNotFoundError(f"pretrained_file {path} does not exist.")
-        return path, "pretrained_file"
+        return given_weights_path(pretrained_file), "pretrained_file"
     w = resolved.weights
     if w is None:
         raise WeightsNotFoundError(_no_weights_message(resolved, []))
@@ -359,20 +368,79 @@ def cached_copies(resolved: registry.Resolved) -> list[Path]:
     return found
 
 
+def given_weights_path(pretrained_file: PathLike) -> Path:
+    """The weight file behind a ``pretrained_file=``: the file itself, or the weights of a folder.
+
+    A hub folder (one with ``config.json``) is verified against the sha256 it records before its path is returned,
+    so a damaged folder is refused whichever model name it is given for.
+    """
+    given = Path(pretrained_file).expanduser()
+    if given.is_dir() and (given / CONFIG_NAME).is_file():
+        folder = HubFolder.open(f"local-dir:{given}")
+        path = folder.weights_path
+        if not path.is_file():
+            raise WeightsNotFoundError(f"The hub folder {given} has no {path.name}.")
+        verify_sha256(path, folder.sslzoo_cfg.get("sha256"), recorded_in=given / CONFIG_NAME)
+        return path
+    path = given / WEIGHTS_NAME if given.is_dir() else given
+    if not path.is_file():
+        raise WeightsNotFoundError(f"pretrained_file {path} does not exist.")
+    return path
+
+
+def _check_given_against_pin(resolved: registry.Resolved, path: Path, sha: str, what: str) -> None:
+    """A file passed for a name that spells out a pinned tag must be the pinned file."""
+    w = resolved.weights
+    if w is None or not w.sha256 or not resolved.tag_given or sha == w.sha256.lower():
+        return
+    untagged = registry.split_tag(resolved.name)[0]
+    raise ChecksumError(
+        f"{path} ({what}) has sha256 {sha}, but the tag '{w.tag}' of {resolved.full_name} pins {w.sha256}: it is not"
+        f" the published file. To load other weights on purpose, name the architecture without the tag"
+        f" ('{untagged}'), or load a hub folder as 'local-dir:PATH'."
+    )
+
+
+def _load_given(resolved: registry.Resolved, pretrained_file: PathLike) -> LoadedWeights:
+    """``pretrained_file=``: checked as every other source is (see :func:`load_registered_weights`)."""
+    path = given_weights_path(pretrained_file)
+    sha = sha256_file(path)
+    w = resolved.weights
+    given = Path(pretrained_file).expanduser()
+    if given.is_dir() and (given / CONFIG_NAME).is_file():
+        folder = HubFolder.open(f"local-dir:{given}")
+        if w is not None and w.convert_from:
+            # a converted folder stands for the upstream file it came from, which is what a convert_from entry pins
+            origin = (folder.sslzoo_cfg.get("converted_from") or {}).get("sha256") or "unknown (not recorded)"
+            _check_given_against_pin(resolved, path, origin, "the upstream file this folder was converted from")
+        else:
+            _check_given_against_pin(resolved, path, sha, "the weights of a hub folder")
+        return LoadedWeights(load_state_dict(path), path, sha, "pretrained_file (hub folder)")
+    _check_given_against_pin(resolved, path, sha, "pretrained_file")
+    if w is not None and w.convert_from:
+        return _load_converted(resolved, w, path, sha, "pretrained_file", announce_hash=False)
+    return LoadedWeights(load_state_dict(path), path, sha, "pretrained_file")
+
+
 def load_registered_weights(resolved: registry.Resolved, pretrained_file: Optional[PathLike] = None) -> LoadedWeights:
     """Locate, verify (pinned sha256) and read the weights of a registry entry.
 
-    A ``pretrained_file`` is the caller's own choice and is not held to the registry's pin; its hash is recorded.
+    Every source is checked: a file the library resolves against the registry's pin; a ``pretrained_file=`` hub
+    folder against the sha256 recorded in its ``config.json``; and a ``pretrained_file=`` (file or folder) given for
+    a name that spells out a pinned tag (``NAME.tag``) against that pin. A file for a name without a tag is the
+    caller's own choice: it is not held to a pin, and its hash is recorded.
     An entry with ``convert_from`` names a file in an upstream layout (the authors' release): it is converted on
     first load and the converted weights are cached, keyed by the source file's sha256 (see
     :mod:`sslzoo.convert.cache`); the sha256 is that of the source file, which is what the registry pins.
     """
-    path, source = locate_registered(resolved, pretrained_file)
+    if pretrained_file is not None:
+        return _load_given(resolved, pretrained_file)
+    path, source = locate_registered(resolved)
     w = resolved.weights
-    pinned = w.sha256 if w and pretrained_file is None else None
+    pinned = w.sha256 if w else None
     sha = verify_sha256(path, pinned)
     if w is not None and w.convert_from:
-        return _load_converted(resolved, w, path, sha, source, announce_hash=pretrained_file is None and not pinned)
+        return _load_converted(resolved, w, path, sha, source, announce_hash=not pinned)
     return LoadedWeights(load_state_dict(path), path, sha, source)
 
 
@@ -482,7 +550,7 @@ class HubFolder:
         if source == "hf-hub" and not path.is_file():
             repo, revision = _parse_hf_ref(ref)
             path = hf_download(repo, path.name, revision=revision)
-        sha = verify_sha256(path, self.sslzoo_cfg.get("sha256"))
+        sha = verify_sha256(path, self.sslzoo_cfg.get("sha256"), recorded_in=self.root / CONFIG_NAME)
         return load_state_dict(path), sha
 
 

@@ -260,7 +260,8 @@ def _create_from_folder(
 def _create_timm(
     name: str, pretrained: bool, pretrained_file: Optional[Union[str, Path]], num_classes: Optional[int], **kwargs: Any
 ) -> torch.nn.Module:
-    overlay = dict(file=str(pretrained_file)) if pretrained_file else None
+    # a hub folder is checked against its recorded hash before timm reads the file
+    overlay = dict(file=str(hub.given_weights_path(pretrained_file))) if pretrained_file else None
     try:
         model = timm.create_model(
             name, pretrained=pretrained, pretrained_cfg_overlay=overlay, num_classes=num_classes or 0, **kwargs

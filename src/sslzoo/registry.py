@@ -412,6 +412,11 @@ class Resolved:
     def full_name(self) -> str:
         return f"{self.architecture.name}.{self.weights.tag}" if self.weights else self.architecture.name
 
+    @property
+    def tag_given(self) -> bool:
+        """Whether the name spelled out its tag: only then is a file the caller passes held to the tag's pin."""
+        return split_tag(self.name)[1] is not None
+
 
 def split_tag(name: str) -> tuple[str, Optional[str]]:
     """``"aps_vit_tiny_patch2_32.cifar10"`` -> ``("aps_vit_tiny_patch2_32", "cifar10")``."""

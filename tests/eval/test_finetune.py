@@ -17,6 +17,7 @@ import sslzoo
 from sslzoo import data as sslzoo_data
 from sslzoo.errors import SslzooError
 from sslzoo.eval import finetune as ft
+from sslzoo.eval import finetune_cli, finetune_recipes
 from sslzoo.models import build_vit
 
 SAMPLE_ZIP = Path(sslzoo_data.__file__).with_name("sample") / "cifar10_sample.zip"
@@ -201,27 +202,27 @@ def test_schedule_warms_up_then_follows_a_cosine_per_iteration():
 
 
 def test_flags_override_the_recipe():
-    parser = ft.add_finetune_arguments(argparse.ArgumentParser())
+    parser = finetune_cli.add_finetune_arguments(argparse.ArgumentParser())
     args = parser.parse_args([
         "--model", "m", "--data", "d", "--output", "o", "--recipe", "aps-cifar", "--layer-decay", "0.65",
         "--batch-size", "64", "--mixup", "0", "--cutmix", "0", "--auto-augment", "none", "--base-lr", "1e-3",
         "--lr-batch-divisor", "0", "--train-crop", "random-resized-crop", "--seed", "7",
     ])
-    kwargs = ft.finetune_kwargs_from_args(args)
+    kwargs = finetune_cli.finetune_kwargs_from_args(args)
     assert (kwargs["seed"], kwargs["output"], kwargs["recipe"]) == (7, "o", "aps-cifar")
-    fields = {k: v for k, v in kwargs.items() if k in ft._RECIPE_FLAGS}
+    fields = {k: v for k, v in kwargs.items() if k in finetune_cli._RECIPE_FLAGS}
     recipe = ft.resolve_recipe(kwargs["recipe"], **fields)
     assert (recipe.layer_decay, recipe.batch_size, recipe.auto_augment, recipe.mixup_active) == (0.65, 64, None, False)
     assert recipe.lr_for(192) == 1e-3  # absolute: no batch scaling, no per-width table
     assert recipe.train_crop == "random-resized-crop"
-    preset = ft.FINETUNE_RECIPES["aps-cifar"]
+    preset = finetune_recipes.FINETUNE_RECIPES["aps-cifar"]
     assert (recipe.weight_decay, recipe.min_lr, recipe.normalize) == (preset.weight_decay, preset.min_lr, "imagenet")
     assert ft.resolve_recipe("patchmix-cifar", layer_decay=1).layer_decay is None
 
 
 @settings(max_examples=25, deadline=None)
 @given(
-    name=st.sampled_from(sorted(ft.FINETUNE_RECIPES)),
+    name=st.sampled_from(sorted(finetune_recipes.FINETUNE_RECIPES)),
     batch=st.integers(1, 2048).map(lambda b: 2 * b),
     width=st.sampled_from([64, 192, 384, 768, 1024]),
 )
@@ -273,16 +274,56 @@ def test_bad_inputs_give_clear_errors(workspace, tmp_path):
 
 
 def test_command_line_entry_runs_a_quick_fine_tune(workspace, tmp_path, capsys):
-    parser = ft.add_finetune_arguments(argparse.ArgumentParser())
+    parser = finetune_cli.add_finetune_arguments(argparse.ArgumentParser())
     out = tmp_path / "cli"
     args = parser.parse_args([
         "--model", workspace["backbone"], "--data", str(workspace["data"]), "--output", str(out),
         "--recipe", "aps-cifar", "--epochs", "1", "--batch-size", "8", "--max-steps-per-epoch", "2",
         "--limit-test", "8", "--num-workers", "0", "--no-progress",
     ])
-    assert ft.run_from_args(args) == 0
+    assert finetune_cli.run_from_args(args) == 0
     results = json.loads((out / "results.json").read_text())
     assert (results["steps_per_epoch"], results["test_images"], results["recipe"]) == (2, 8, "aps-cifar")
     assert results["recipe_config"]["normalize"] == "imagenet"
     assert sslzoo.create_model(f"local-dir:{out}").pretrained_cfg["mean"] == (0.485, 0.456, 0.406)
     assert "best top-1" in capsys.readouterr().out
+
+
+def test_a_refused_resume_names_only_the_settings_that_differ(workspace, finished):
+    with pytest.raises(ft.FinetuneError) as e:
+        ft.finetune(workspace["backbone"], workspace["data"], output=finished["output"], resume=True,
+                    **dict(RUN, weight_decay=0.1, seed=4))
+    message = str(e.value)
+    assert "recipe_config.weight_decay: checkpoint 0.05, now 0.1" in message and "seed: checkpoint 3, now 4" in message
+    assert "mixup" not in message and "layer_decay" not in message and len(message.splitlines()) == 1
+
+
+def test_default_workers_fit_the_machine_and_the_folder_describes_the_fine_tuned_model(workspace, tmp_path):
+    import os
+    import warnings
+
+    from sslzoo import hub
+
+    assert ft.default_num_workers() == min(4, len(os.sched_getaffinity(0)))
+    zoo = "aps_vit_micro_patch8_32.cifar10"
+    out = tmp_path / "ft"
+    args = finetune_cli.add_finetune_arguments(argparse.ArgumentParser()).parse_args([
+        "--model", zoo, "--data", str(workspace["data"]), "--output", str(out), "--recipe", "aps-cifar",
+        "--epochs", "1", "--batch-size", "8", "--max-steps-per-epoch", "2", "--limit-test", "8", "--no-progress",
+    ])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert finetune_cli.run_from_args(args) == 0
+    assert not [w for w in caught if "worker" in str(w.message)]  # torch's "suggested max number of worker" warning
+
+    config = json.loads((out / "config.json").read_text())
+    pcfg, scfg = config["pretrained_cfg"], config["sslzoo"]
+    assert pcfg["tag"] == "ft_data" and "CIFAR-10" not in pcfg["description"]
+    assert pcfg["description"].startswith("Fine-tuned on data (4 classes: airplane, automobile, bird, cat)")
+    assert "finetune:aps-cifar" in pcfg["description"]
+    origin = scfg["origin"]
+    assert (origin["name"], origin["tag"], origin["method"]) == (zoo, "cifar10", "aps")
+    assert origin["sha256"] == hub.sha256_file(hub.SHIPPED_HUB / zoo / "model.safetensors")
+    assert "CIFAR-10" in origin["description"]  # the pre-training provenance is kept, as the origin
+    assert scfg["finetune"]["num_classes"] == 4 and scfg["finetune"]["recipe"] == "aps-cifar"
+    assert scfg["name"] == "ft"

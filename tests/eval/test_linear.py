@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from sslzoo.eval.linear import linear_probe, stratified_split, train_heads
+from sslzoo.validation import InvalidOptionError
 
 
 def _blobs(seed, n=600, d=20, c=4, noise=1.0):
@@ -64,5 +65,11 @@ def test_bad_inputs():
         linear_probe(x, y, x[:, :3], y)
     with pytest.raises(ValueError, match="integers"):
         linear_probe(x, y.float(), x, y)
-    with pytest.raises(ValueError, match="at least one lr"):
+    with pytest.raises(ValueError, match="needs at least one value"):
         linear_probe(x, y, x, y, lrs=())
+    with pytest.raises(InvalidOptionError, match=r"epochs \(--epochs\) must be at least 1, got 0"):
+        linear_probe(x, y, x, y, epochs=0)
+    with pytest.raises(InvalidOptionError, match="greater than 0"):
+        linear_probe(x, y, x, y, lrs=(0.1, -1.0))
+    with pytest.raises(InvalidOptionError, match="weight_decays"):
+        linear_probe(x, y, x, y, weight_decays=(-0.1,))

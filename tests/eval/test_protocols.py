@@ -103,3 +103,31 @@ def test_cli_user_errors(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sslzoo.cli", "knn", "--model", "vit_tiny_patch16_224"],
                           capture_output=True, text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 2 and "--random-init" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_k_larger_than_the_bank_is_clamped_with_a_notice(model_dir, caplog, capsys, tmp_path):
+    name = f"local-dir:{model_dir}"
+    with caplog.at_level("WARNING", logger="sslzoo.eval.knn"):
+        assert cli.main(["knn", "--model", name, "--k", "20", "100000", "--json", str(tmp_path / "knn.json")]) == 0
+    assert "k=100000 exceeds the bank of 500 train features; using k=500" in caplog.text
+    result = json.loads((tmp_path / "knn.json").read_text())
+    assert result["k"] == [20, 500] and set(result["top1"]) == {"20", "500"}
+    assert "| 500 |" in capsys.readouterr().out and "100000" not in json.dumps(result["top1"])
+
+
+def test_features_file_records_what_the_features_depend_on(model_dir, tmp_path):
+    from safetensors import safe_open
+
+    from sslzoo.data import eval_transform
+    from sslzoo.eval.features import weights_sha256
+
+    name = f"local-dir:{model_dir}"
+    out = tmp_path / "f.safetensors"
+    assert cli.main(["features", "--model", name, "--data", "sample", "--output", str(out), "--splits", "test"]) == 0
+    with safe_open(str(out), framework="pt") as f:
+        meta = f.metadata()
+    model = sslzoo.create_model(name)
+    file_sha = json.loads((model_dir / "config.json").read_text())["sslzoo"]["sha256"]
+    assert meta["model"] == name and file_sha[:12] in meta["weights"]
+    assert meta["weights_sha256"] == weights_sha256(model)
+    assert meta["transform"] == eval_transform(model).describe() and meta["splits"] == "test"

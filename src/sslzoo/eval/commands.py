@@ -1,4 +1,8 @@
-"""The evaluation sub-commands of ``sslzoo``: knn, linear, features, finetune."""
+"""The evaluation sub-commands of ``sslzoo``: knn, linear, features, finetune.
+
+Building their parsers imports nothing heavy (``sslzoo --help`` and ``sslzoo list`` stay fast); each command loads
+the evaluation stack when it runs, after its options have been checked.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .knn import KNN_PRESETS
-from .protocols import SAMPLE, knn_eval, linear_eval, load_for_eval, save_features
+from ..validation import int_at_least
+from .finetune_cli import add_finetune_arguments, run_from_args
+from .protocol_names import KNN_PRESETS, POOLS, SAMPLE
 
 
 def _write_json(path: str | None, result: dict[str, Any]) -> None:
@@ -23,6 +28,9 @@ def _header(result: dict[str, Any]) -> str:
 
 
 def _cmd_knn(args: argparse.Namespace) -> int:
+    from .protocols import check_knn_eval_options, knn_eval, load_for_eval
+
+    check_knn_eval_options(preset=args.preset, k=args.k, temperature=args.temperature, batch_size=args.batch_size)
     loaded = load_for_eval(args.model, random_init=args.random_init, pretrained_file=args.pretrained_file)
     result = knn_eval(loaded, args.data, preset=args.preset, k=args.k, temperature=args.temperature, pool=args.pool,
                       batch_size=args.batch_size, cache=not args.no_cache, device=args.device)
@@ -37,10 +45,13 @@ def _cmd_knn(args: argparse.Namespace) -> int:
 
 
 def _cmd_linear(args: argparse.Namespace) -> int:
-    loaded = load_for_eval(args.model, random_init=args.random_init, pretrained_file=args.pretrained_file)
+    from .protocols import check_linear_eval_options, linear_eval, load_for_eval
+
     kwargs = dict(epochs=args.epochs, seed=args.seed)
-    if args.lrs:
+    if args.lrs is not None:
         kwargs["lrs"] = tuple(args.lrs)
+    check_linear_eval_options(batch_size=args.batch_size, **kwargs)
+    loaded = load_for_eval(args.model, random_init=args.random_init, pretrained_file=args.pretrained_file)
     result = linear_eval(loaded, args.data, pool=args.pool, batch_size=args.batch_size, cache=not args.no_cache,
                          device=args.device, **kwargs)
     best = result["best"]
@@ -54,8 +65,11 @@ def _cmd_linear(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
+    from .protocols import load_for_eval, save_features
+
+    int_at_least("batch_size", args.batch_size)
     loaded = load_for_eval(args.model, random_init=args.random_init, pretrained_file=args.pretrained_file)
-    result = save_features(loaded.model, args.data, args.output, splits=args.splits, pool=args.pool,
+    result = save_features(loaded, args.data, args.output, splits=args.splits, pool=args.pool,
                            batch_size=args.batch_size, device=args.device)
     for split, n in result["counts"].items():
         print(f"{split}: {n} images")
@@ -72,28 +86,28 @@ def _model_arguments(p: argparse.ArgumentParser, *, data_required: bool) -> None
                         + ("" if data_required else f"; default {SAMPLE}"))
     p.add_argument("--random-init", action="store_true", help="evaluate the architecture without its weights")
     p.add_argument("--pretrained-file", help="a weight file to load instead of the registered one")
-    p.add_argument("--pool", default="cls", choices=("cls", "avg", "cls+avg", "last4"))
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--pool", default="cls", choices=POOLS)
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass batch (at least 1)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
 
 
 def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     """Register knn, linear, features and finetune on the ``sslzoo`` parser."""
-    from .finetune import add_finetune_arguments, run_from_args
-
     p = sub.add_parser("knn", help="weighted kNN accuracy of frozen features (DINO protocol)")
     _model_arguments(p, data_required=False)
     p.add_argument("--preset", default="knn:dino", choices=sorted(KNN_PRESETS))
-    p.add_argument("--k", type=int, nargs="+", help="neighbour counts (default: the preset's)")
-    p.add_argument("--temperature", type=float, help="vote temperature (default: the preset's)")
+    p.add_argument("--k", type=int, nargs="+",
+                   help="neighbour counts, each at least 1; one above the bank size uses the whole bank"
+                        " (default: the preset's)")
+    p.add_argument("--temperature", type=float, help="vote temperature, greater than 0 (default: the preset's)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=_cmd_knn)
 
     p = sub.add_parser("linear", help="linear probe on frozen features (linear:frozen)")
     _model_arguments(p, data_required=False)
-    p.add_argument("--lrs", type=float, nargs="+", help="learning rates swept in parallel")
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--lrs", type=float, nargs="+", help="learning rates swept in parallel (each greater than 0)")
+    p.add_argument("--epochs", type=int, default=100, help="epochs of the probe (at least 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")

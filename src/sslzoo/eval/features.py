@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 from .. import hub
 from ..data import DecodedDataset, DecodedSplit, EvalTransform, eval_transform
 from ..errors import SslzooError
+from ..validation import int_at_least
+from .protocol_names import POOLS
 
-POOLS = ("cls", "avg", "cls+avg", "last4")
 CACHE_VERSION = 1  # bump when what a cached feature file means changes
 # On CPU a forward pass over a whole batch of 256 keeps activations far larger than the caches: ViT-T/2 at 32 px ran
 # at 45 % of the machine's matmul rate with 256 images per pass and at 60-80 % with about 4096 tokens per pass
@@ -179,6 +180,8 @@ def extract_features(
     """
     if pool not in POOLS:
         raise ValueError(f"Unknown pool {pool!r}: use one of {', '.join(POOLS)}.")
+    int_at_least("batch_size", batch_size)
+    int_at_least("num_workers", num_workers, 0)
     if len(dataset) == 0:
         raise SslzooError("The dataset is empty: there is nothing to extract features from.")
     tf = eval_transform(model)

@@ -17,16 +17,13 @@ over epochs; ``results.json`` and the model card give both ``best_top1`` (with i
 
 from __future__ import annotations
 
-import argparse
 import csv
-import dataclasses
 import io
 import json
 import logging
 import os
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
@@ -50,9 +47,10 @@ from torchvision import transforms
 from tqdm.auto import tqdm
 
 from .. import data as sslzoo_data
-from ..errors import SslzooError
 from ..hub import load_checkpoint, save_pretrained, save_torch_atomic, write_text_atomic
 from ..models import create_model
+from ..validation import int_at_least
+from .finetune_recipes import FinetuneError, FinetuneRecipe, resolve_recipe
 
 _logger = logging.getLogger(__name__)
 
@@ -60,184 +58,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 LOG_NAME = "log.csv"
 RESULTS_NAME = "results.json"
 CHECKPOINT_FORMAT = "sslzoo-finetune-v1"
-TRAIN_CROPS = ("random-crop", "random-resized-crop")
-NORMALIZATIONS = ("imagenet", "model")
 _LOG_COLUMNS = ("epoch", "lr", "train_loss", "test_top1", "best_top1", "epoch_s")
-
-
-class FinetuneError(SslzooError, ValueError):
-    """A fine-tuning request that cannot run as given (bad recipe value, unusable dataset, conflicting output)."""
-
-
-@dataclass(frozen=True)
-class FinetuneRecipe:
-    """The hyper-parameters of one fine-tuning protocol. Every field can be overridden from the command line.
-
-    The learning rate is ``lr`` when set (absolute), else ``base_lr`` (or the entry of ``base_lr_by_width`` for the
-    model's width) times ``batch_size / lr_batch_divisor`` (no scaling when the divisor is None).
-    """
-
-    epochs: int
-    batch_size: int
-    base_lr: float
-    lr_batch_divisor: Optional[int]
-    weight_decay: float
-    layer_decay: Optional[float]  # None: one lr for every layer (layer decay 1)
-    warmup_epochs: float
-    warmup_lr: float
-    min_lr: float
-    drop_path: float
-    train_crop: str  # "random-crop": RandomCrop(size, padding=4) instead of RandomResizedCrop (CIFAR recipes)
-    normalize: str  # "imagenet": ImageNet mean/std; "model": the model's pretrained_cfg
-    base_lr_by_width: Optional[Mapping[int, float]] = None  # embed_dim -> base lr (ViT-T/S/B values of a paper)
-    lr: Optional[float] = None
-    eval_crop_pct: Optional[float] = None  # None: the model's crop_pct; 1.0: the test images are not resized
-    auto_augment: Optional[str] = "rand-m9-mstd0.5-inc1"
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5
-    smoothing: float = 0.1
-    re_prob: float = 0.25
-    source: str = ""
-
-    def lr_for(self, embed_dim: int) -> float:
-        """The peak learning rate for a model of width ``embed_dim`` at this recipe's batch size."""
-        if self.lr is not None:
-            return self.lr
-        base = self.base_lr
-        if self.base_lr_by_width:
-            # the value of the nearest listed width at or below the model's (the smallest listed for narrower ones)
-            widths = sorted(self.base_lr_by_width)
-            base = self.base_lr_by_width[max([w for w in widths if w <= embed_dim] or [widths[0]])]
-        return base * self.batch_size / self.lr_batch_divisor if self.lr_batch_divisor else base
-
-    @property
-    def mixup_active(self) -> bool:
-        return self.mixup_prob > 0 and (self.mixup > 0 or self.cutmix > 0)
-
-    def validate(self) -> None:
-        problems = []
-        if self.epochs < 1 or self.batch_size < 1:
-            problems.append(f"epochs ({self.epochs}) and batch_size ({self.batch_size}) must be at least 1")
-        if self.mixup_active and self.batch_size % 2:
-            problems.append(f"mixup/cutmix pair images within a batch, so batch_size must be even, got {self.batch_size}")
-        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
-            problems.append(f"layer_decay must be in (0, 1], got {self.layer_decay}")
-        if self.warmup_epochs < 0:
-            problems.append(f"warmup_epochs must be at least 0, got {self.warmup_epochs}")
-        for name in ("drop_path", "mixup_prob", "mixup_switch_prob", "smoothing", "re_prob"):
-            if not 0 <= getattr(self, name) <= 1:
-                problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.train_crop not in TRAIN_CROPS:
-            problems.append(f"train_crop must be one of {', '.join(TRAIN_CROPS)}, got {self.train_crop!r}")
-        if self.normalize not in NORMALIZATIONS:
-            problems.append(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}")
-        if problems:
-            raise FinetuneError("Invalid fine-tuning recipe: " + "; ".join(problems) + ".")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        if d["base_lr_by_width"] is not None:
-            d["base_lr_by_width"] = {str(k): v for k, v in d["base_lr_by_width"].items()}
-        return d
-
-
-_BEIT = FinetuneRecipe(
-    epochs=100,
-    batch_size=1024,  # 128 per GPU x 8 GPUs
-    base_lr=5e-4,
-    lr_batch_divisor=None,  # the lr is absolute in iBOT's run.sh
-    weight_decay=0.05,
-    layer_decay=0.65,
-    warmup_epochs=5,
-    warmup_lr=1e-6,
-    min_lr=1e-6,
-    drop_path=0.2,
-    train_crop="random-resized-crop",
-    normalize="model",
-    source="BEiT-style fine-tuning of iBOT/ADCLR (ViT-B, run.sh); METHODS.md 4.3",
-)
-
-FINETUNE_RECIPES: dict[str, FinetuneRecipe] = {
-    "aps-cifar": FinetuneRecipe(
-        epochs=100,
-        batch_size=128,
-        base_lr=1e-3,
-        base_lr_by_width={192: 2e-3, 384: 1e-3, 768: 5e-4},
-        lr_batch_divisor=512,
-        weight_decay=0.05,
-        layer_decay=None,
-        warmup_epochs=5,
-        warmup_lr=1e-6,
-        min_lr=1e-5,
-        drop_path=0.0,  # the APS config sets 0.1, but its ViT ignores it; 0 is what was trained
-        train_crop="random-crop",
-        normalize="imagenet",
-        eval_crop_pct=1.0,
-        source="APS main_finetune.py, config/finetune/*.py; METHODS.md 1.6",
-    ),
-    "patchmix-cifar": FinetuneRecipe(
-        epochs=100,
-        batch_size=256,
-        base_lr=5e-4,
-        base_lr_by_width={192: 1e-3, 384: 5e-4, 768: 5e-4},
-        lr_batch_divisor=256,
-        weight_decay=0.05,
-        layer_decay=0.75,
-        warmup_epochs=10,
-        warmup_lr=1e-6,
-        min_lr=1e-5,
-        drop_path=0.1,
-        train_crop="random-crop",
-        normalize="model",
-        eval_crop_pct=1.0,
-        source="PatchMix main_finetune.py, config/finetune/*.py; METHODS.md 2.7",
-    ),
-    "beit": _BEIT,
-    "adclr": _BEIT,
-    "default": FinetuneRecipe(
-        epochs=100,
-        batch_size=128,
-        base_lr=5e-4,
-        lr_batch_divisor=256,
-        weight_decay=0.05,
-        layer_decay=0.75,
-        warmup_epochs=5,
-        warmup_lr=1e-6,
-        min_lr=1e-6,
-        drop_path=0.1,
-        train_crop="random-resized-crop",
-        normalize="model",
-        source="PatchMix's ImageNet values (lr 5e-4 x batch/256, layer decay 0.75) with BEiT's 5 warm-up epochs",
-    ),
-}
-
-
-def resolve_recipe(name: str = "default", **overrides: Any) -> FinetuneRecipe:
-    """A preset of :data:`FINETUNE_RECIPES` with fields replaced.
-
-    Overrides that are None are ignored (not given). ``layer_decay=1`` turns layer decay off, ``lr_batch_divisor=0``
-    the lr scaling, ``auto_augment="none"`` RandAugment; a ``base_lr`` replaces the per-width base lrs of the preset.
-    """
-    if name not in FINETUNE_RECIPES:
-        raise FinetuneError(f"Unknown fine-tuning recipe {name!r}; choose one of {', '.join(FINETUNE_RECIPES)}.")
-    known = {f.name for f in dataclasses.fields(FinetuneRecipe)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise TypeError(f"Unknown recipe fields {unknown}; known: {', '.join(sorted(known))}.")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    if given.get("layer_decay") == 1:
-        given["layer_decay"] = None
-    if given.get("lr_batch_divisor") == 0:
-        given["lr_batch_divisor"] = None
-    if str(given.get("auto_augment", "")).lower() in ("none", "off"):
-        given["auto_augment"] = None
-    if "base_lr" in given:
-        given.setdefault("base_lr_by_width", None)
-    recipe = dataclasses.replace(FINETUNE_RECIPES[name], **given)
-    recipe.validate()
-    return recipe
 
 
 # --------------------------------------------------------------------------------------------------- data
@@ -461,14 +282,27 @@ def _train_epoch(
 # --------------------------------------------------------------------------------------------------- checkpoints
 
 
+def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"recipe_config": {"lr": 1}}`` -> ``{"recipe_config.lr": 1}``, so a difference names the one key that differs."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _load_checkpoint(path: Path, run: dict[str, Any]) -> dict[str, Any]:
     """Read ``checkpoint.pt`` (tensors and plain data only) and check that it belongs to the same run."""
     state = load_checkpoint(path)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise FinetuneError(f"{path} is not an sslzoo fine-tuning checkpoint. Choose another --output folder.")
-    differ = sorted(k for k in set(run) | set(state["run"]) if run.get(k) != state["run"].get(k))
+    now, then = _flatten(run), _flatten(state["run"])
+    differ = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
     if differ:
-        detail = "; ".join(f"{k}: checkpoint {state['run'].get(k)!r}, now {run.get(k)!r}" for k in differ[:6])
+        detail = "; ".join(f"{k}: checkpoint {then.get(k)!r}, now {now.get(k)!r}" for k in differ[:6])
+        detail += f"; and {len(differ) - 6} more" if len(differ) > 6 else ""
         raise FinetuneError(
             f"Cannot resume {path}: the run differs from the one that wrote it ({detail}). Resume with the same"
             " settings, or start the new run in another --output folder."
@@ -482,6 +316,44 @@ def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(history)
     write_text_atomic(path, buf.getvalue())
+
+
+def default_num_workers() -> int:
+    """DataLoader workers: the cores this process may use, at most 4 (more than the cores only adds contention)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(4, cores))
+
+
+def _describe_finetuned(
+    model: torch.nn.Module, name: str, model_name: str, dataset_name: str, results: dict[str, Any]
+) -> None:
+    """Make the configs describe the fine-tuned classifier; what it was fine-tuned from is kept as its ``origin``.
+
+    Without this the saved ``config.json`` would carry the pre-trained weights' tag and description (for example
+    "pre-trained on CIFAR-10") as if it were that model.
+    """
+    pcfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    scfg = dict(getattr(model, "sslzoo_cfg", None) or {})
+    origin = {k: v for k, v in dict(
+        name=scfg.get("name") or model_name, requested_as=model_name, tag=pcfg.get("tag"),
+        description=pcfg.get("description"), sha256=scfg.get("sha256"), method=scfg.get("method"),
+    ).items() if v is not None}
+    pcfg.update(
+        tag=f"ft_{dataset_name}",
+        description=f"Fine-tuned on {dataset_name} ({results['num_classes']} classes: {', '.join(results['classes'])})"
+                    f" with the sslzoo {results['protocol']} recipe for {results['epochs']} epochs, from {model_name}.",
+    )
+    model.pretrained_cfg = model.default_cfg = pcfg
+    model.sslzoo_cfg = dict(
+        scfg, name=name, origin=origin, finetuned_from=model_name, finetune_protocol=results["protocol"],
+        finetune_dataset=dataset_name,
+        finetune=dict(dataset=dataset_name, num_classes=results["num_classes"], classes=list(results["classes"]),
+                      recipe=results["recipe"], recipe_config=results["recipe_config"], epochs=results["epochs"],
+                      best_top1=results["best_top1"], last_top1=results["last_top1"]),
+    )
 
 
 def _card(
@@ -548,7 +420,7 @@ def finetune(
     resume: bool = False,
     seed: int = 0,
     device: str = "auto",
-    num_workers: int = 4,
+    num_workers: Optional[int] = None,
     limit_train: Optional[int] = None,
     limit_test: Optional[int] = None,
     max_steps_per_epoch: Optional[int] = None,
@@ -570,7 +442,7 @@ def finetune(
         resume: continue the run in ``output`` from its ``checkpoint.pt`` (a fresh start where there is none).
         seed: seeds the head's initialisation, the ``limit_*`` subsets and every epoch's randomness.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``. Mixed precision only on CUDA.
-        num_workers: DataLoader workers.
+        num_workers: DataLoader workers; None: as many as this process may use cores, at most 4.
         limit_train, limit_test: use a seeded random subset of this many images (quick runs).
         max_steps_per_epoch: cap on the optimizer steps of an epoch (quick runs); the schedule follows the cap.
         pretrained, pretrained_file: passed to :func:`sslzoo.create_model` (False trains from scratch).
@@ -589,6 +461,10 @@ def finetune(
         sslzoo.data.DatasetNotFoundError: no such dataset folder or split.
     """
     rec = resolve_recipe(recipe, **recipe_overrides)
+    int_at_least("num_workers", num_workers, 0)
+    for name, value in (("limit_train", limit_train), ("limit_test", limit_test),
+                        ("max_steps_per_epoch", max_steps_per_epoch)):
+        int_at_least(name, value)
     out = Path(output).expanduser()
     ckpt_path = out / CHECKPOINT_NAME
     if ckpt_path.is_file() and not resume:
@@ -644,7 +520,8 @@ def finetune(
         _logger.info("Resuming %s after epoch %d of %d.", out, start_epoch, rec.epochs)
     out.mkdir(parents=True, exist_ok=True)
 
-    loader_args = dict(batch_size=rec.batch_size, num_workers=num_workers, pin_memory=dev.type == "cuda")
+    workers = default_num_workers() if num_workers is None else num_workers
+    loader_args = dict(batch_size=rec.batch_size, num_workers=workers, pin_memory=dev.type == "cuda")
     train_loader = DataLoader(train_ds, shuffle=True, drop_last=True, **loader_args)
     test_loader = DataLoader(test_ds, shuffle=False, **loader_args)
     for epoch in range(start_epoch, rec.epochs):
@@ -679,84 +556,9 @@ def finetune(
         steps_per_epoch=steps_per_epoch, seed=seed, device=str(dev), train_wall_clock_s=round(train_s, 3),
     )
     dataset_name = Path(str(data)).name or str(data)
-    model.sslzoo_cfg = dict(
-        getattr(model, "sslzoo_cfg", None) or {}, name=out.name, finetuned_from=model_name,
-        finetune_protocol=results["protocol"], finetune_dataset=dataset_name,
-    )
+    _describe_finetuned(model, out.name, model_name, dataset_name, results)
     card = _card(model_name=model_name, dataset_name=dataset_name, recipe_name=recipe, recipe=rec, results=results)
     save_pretrained(model, out, card=card)
     write_text_atomic(out / RESULTS_NAME, json.dumps(results, indent=2) + "\n")
     return dict(results, model=model.eval())
 
-
-# --------------------------------------------------------------------------------------------------- command line
-
-# recipe fields that have a flag: name -> (type, help)
-_RECIPE_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
-    "epochs": (int, "training epochs"),
-    "batch_size": (int, "images per optimizer step (even when mixup/cutmix is on)"),
-    "lr": (float, "absolute peak learning rate (replaces base lr x batch scaling)"),
-    "base_lr": (float, "base learning rate, scaled by batch size / --lr-batch-divisor"),
-    "lr_batch_divisor": (int, "the lr scaling rule: lr = base lr x batch size / this (0: no scaling)"),
-    "weight_decay": (float, "AdamW weight decay (never on 1-D parameters, position embedding, class token)"),
-    "layer_decay": (float, "layer-wise lr decay factor (1 turns it off)"),
-    "warmup_epochs": (float, "epochs of linear warm-up"),
-    "warmup_lr": (float, "learning rate at the start of the warm-up"),
-    "min_lr": (float, "final learning rate of the cosine"),
-    "drop_path": (float, "stochastic depth rate"),
-    "auto_augment": (str, "timm RandAugment string, e.g. rand-m9-mstd0.5-inc1 ('none' turns it off)"),
-    "mixup": (float, "mixup alpha (0: off)"),
-    "cutmix": (float, "cutmix alpha (0: off)"),
-    "mixup_prob": (float, "probability of applying mixup or cutmix to a batch"),
-    "mixup_switch_prob": (float, "probability of cutmix instead of mixup when both are on"),
-    "smoothing": (float, "label smoothing"),
-    "re_prob": (float, "random erasing probability"),
-    "train_crop": (str, f"training crop: {' or '.join(TRAIN_CROPS)} (RandomCrop with padding 4, for CIFAR)"),
-    "normalize": (str, f"mean/std: {' or '.join(NORMALIZATIONS)} (the model's pretrained_cfg)"),
-    "eval_crop_pct": (float, "crop_pct of the test transform (1: no resize)"),
-}
-_RUN_FLAGS = (
-    "recipe", "resume", "seed", "device", "num_workers", "limit_train", "limit_test", "max_steps_per_epoch",
-    "pretrained", "pretrained_file", "amp", "progress",
-)
-
-
-def add_finetune_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the flags of :func:`finetune` to an argparse (sub)parser; :func:`run_from_args` runs it."""
-    parser.add_argument("--model", required=True, help="model name, alias, local-dir:PATH, hf-hub:REPO or timm name")
-    parser.add_argument("--data", required=True, help="ImageFolder root with train/ and test/ (or val/)")
-    parser.add_argument("--output", required=True, help="run folder: checkpoint, log, results and the hub folder")
-    parser.add_argument("--recipe", default="default", choices=list(FINETUNE_RECIPES), help="hyper-parameter preset")
-    group = parser.add_argument_group("recipe overrides (default: the recipe's value)")
-    for name, (kind, text) in _RECIPE_FLAGS.items():
-        choices = {"train_crop": TRAIN_CROPS, "normalize": NORMALIZATIONS}.get(name)
-        group.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, choices=choices, help=text)
-    parser.add_argument("--resume", action="store_true", help="continue the run in --output from its checkpoint.pt")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--num-workers", type=int, default=4, help="DataLoader workers")
-    parser.add_argument("--limit-train", type=int, default=None, help="use a random subset of N training images")
-    parser.add_argument("--limit-test", type=int, default=None, help="use a random subset of N test images")
-    parser.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap the optimizer steps per epoch")
-    parser.add_argument("--pretrained-file", default=None, help="weight file for a registry name")
-    parser.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="train from scratch")
-    parser.add_argument("--no-amp", dest="amp", action="store_false", help="full precision on CUDA")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    return parser
-
-
-def finetune_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of :func:`finetune` (after ``model_name`` and ``data``) from parsed flags."""
-    kwargs = {name: getattr(args, name) for name in (*_RUN_FLAGS, *_RECIPE_FLAGS)}
-    return dict(kwargs, output=args.output)
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """Run ``sslzoo finetune`` from flags parsed by a parser set up with :func:`add_finetune_arguments`."""
-    results = finetune(args.model, args.data, **finetune_kwargs_from_args(args))
-    print(
-        f"{results['protocol']} on {results['data']}: best top-1 {results['best_top1']:.2f} (epoch"
-        f" {results['best_epoch']}), last top-1 {results['last_top1']:.2f} after {results['epochs']} epochs"
-        f" ({results['train_wall_clock_s']:.0f} s). Load it with sslzoo.create_model('local-dir:{args.output}')."
-    )
-    return 0

@@ -11,20 +11,37 @@ summation order. Queries are processed in chunks so that the similarity block st
 
 from __future__ import annotations
 
+import logging
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-KNN_PRESETS: dict[str, dict] = {
-    "knn:dino": dict(k=(10, 20, 100, 200), temperature=0.07),
-    "knn:instdisc": dict(k=(200,), temperature=0.1),
-}
-HEADLINE_K = {"knn:dino": 20, "knn:instdisc": 200}
+from ..validation import ints_at_least, positive
+from .protocol_names import HEADLINE_K, KNN_PRESETS  # noqa: F401 - re-exported: the presets belong to the kNN API
+
+_logger = logging.getLogger(__name__)
+
 FAISS_MIN_BANK = 8192  # below this the torch path is as fast (benchmarks/knn.py)
 MEMORY_BUDGET_BYTES = 256 * 2**20
 _MARGIN = 8  # extra candidates, so that re-ranking cannot drop a true neighbour lost to rounding
+
+
+def check_knn_options(k: Union[int, Sequence[int], None], temperature: Optional[float]) -> None:
+    """Refuse a neighbour count below 1 or a vote temperature that is not > 0 (the CLI calls this before any work)."""
+    ints_at_least("k", [k] if isinstance(k, int) else k)
+    positive("temperature", temperature)
+
+
+def clamp_k(ks: Sequence[int], bank_size: int) -> tuple[int, ...]:
+    """The neighbour counts a bank of ``bank_size`` can serve, in order, without repeats; a notice when one shrinks."""
+    out = tuple(dict.fromkeys(min(int(k), bank_size) for k in ks))
+    too_large = [int(k) for k in ks if k > bank_size]
+    if too_large:
+        _logger.warning("sslzoo: k=%s exceeds the bank of %d train features; using k=%d instead.",
+                        ",".join(map(str, too_large)), bank_size, bank_size)
+    return out
 
 
 def _check(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor) -> None:
@@ -131,13 +148,16 @@ def knn_classify(
         chunk_size: queries per chunk; default keeps a chunk's similarity block under 256 MB.
 
     Returns:
-        predictions (Q,) for an int ``k``, ``{k: predictions}`` for a sequence. A k larger than the bank uses the
-        whole bank.
+        predictions (Q,) for an int ``k``, ``{k: predictions}`` for a sequence (keyed by the k asked for). A k
+        larger than the bank uses the whole bank, with a logged notice.
+
+    Raises:
+        sslzoo.validation.InvalidOptionError: a k below 1 or a temperature that is not greater than 0.
     """
     _check(train_features, train_labels, test_features)
+    check_knn_options(k, temperature)
     ks = [k] if isinstance(k, int) else list(k)
-    if not ks or min(ks) < 1:
-        raise ValueError(f"k must be at least 1, got {k}.")
+    clamp_k(ks, len(train_features))
     labels = train_labels.long().cpu()
     classes = int(num_classes if num_classes is not None else labels.max().item() + 1)
     sims, idx = knn_neighbours(train_features, test_features, max(ks), backend=backend, chunk_size=chunk_size)

@@ -14,16 +14,15 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from ..data import open_dataset
+from ..data import eval_transform, open_dataset
 from ..errors import WeightsNotFoundError
 from ..models import create_model
 from .. import registry
-from .features import extract_features
-from .knn import KNN_PRESETS, knn_classify
-from .linear import linear_probe
-
-SAMPLE = "sample"
-
+from ..validation import InvalidOptionError, int_at_least
+from .features import extract_features, weights_sha256
+from .knn import KNN_PRESETS, check_knn_options, clamp_k, knn_classify
+from .linear import check_linear_options, linear_probe
+from .protocol_names import SAMPLE
 
 RANDOM_INIT_SEED = 0
 
@@ -62,6 +61,27 @@ def load_for_eval(name: str, *, random_init: bool = False, pretrained_file: Opti
     return LoadedModel(model, name, f"pretrained (sha256 {sha[:12]}…)" if sha else "pretrained")
 
 
+def as_loaded(model: Union[str, torch.nn.Module, LoadedModel]) -> LoadedModel:
+    """A name is loaded with its weights; a module is described by the name it was created under."""
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, str):
+        return load_for_eval(model)
+    cfg = getattr(model, "sslzoo_cfg", None) or {}
+    name = cfg.get("name") or (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
+    sha = cfg.get("sha256")
+    return LoadedModel(model, str(name), f"given (sha256 {sha[:12]}…)" if sha else "given")
+
+
+def check_knn_eval_options(*, preset: str, k: Optional[Sequence[int]], temperature: Optional[float],
+                           batch_size: int) -> None:
+    """Everything :func:`knn_eval` refuses, checked before a model is built (the CLI calls it first)."""
+    if preset not in KNN_PRESETS:
+        raise InvalidOptionError(f"Unknown kNN preset {preset!r}; use one of {', '.join(KNN_PRESETS)}.")
+    check_knn_options(k, temperature)
+    int_at_least("batch_size", batch_size)
+
+
 def _features(model: torch.nn.Module, data: str, split: str, pool: str, batch_size: int, cache: bool, device):
     dataset = open_dataset(data, split)
     return extract_features(
@@ -91,15 +111,13 @@ def knn_eval(
         ``{"protocol", "model", "weights", "data", "pool", "k", "temperature", "top1": {k: accuracy %},
         "num_train", "num_test", "seconds"}``.
     """
-    loaded = model if isinstance(model, LoadedModel) else (
-        load_for_eval(model) if isinstance(model, str) else LoadedModel(model, type(model).__name__, "given"))
-    if preset not in KNN_PRESETS:
-        raise ValueError(f"Unknown kNN preset {preset!r}; use one of {', '.join(KNN_PRESETS)}.")
-    ks = tuple(k or KNN_PRESETS[preset]["k"])
-    temp = KNN_PRESETS[preset]["temperature"] if temperature is None else temperature
+    check_knn_eval_options(preset=preset, k=k, temperature=temperature, batch_size=batch_size)
+    loaded = as_loaded(model)
     start = time.perf_counter()
     train_x, train_y = _features(loaded.model, data, "train", pool, batch_size, cache, device)
     test_x, test_y = _features(loaded.model, data, "test", pool, batch_size, cache, device)
+    ks = clamp_k(k or KNN_PRESETS[preset]["k"], len(train_y))
+    temp = KNN_PRESETS[preset]["temperature"] if temperature is None else temperature
     preds = knn_classify(train_x, train_y, test_x, k=ks, temperature=temp)
     return {
         "protocol": preset,
@@ -116,6 +134,13 @@ def knn_eval(
     }
 
 
+def check_linear_eval_options(*, batch_size: int, **probe_kwargs: Any) -> None:
+    """Everything :func:`linear_eval` refuses, checked before a model is built (the CLI calls it first)."""
+    int_at_least("batch_size", batch_size)
+    check_linear_options(epochs=probe_kwargs.get("epochs"), lrs=probe_kwargs.get("lrs"),
+                         weight_decays=probe_kwargs.get("weight_decays"))
+
+
 def linear_eval(
     model: Union[str, torch.nn.Module],
     data: str = SAMPLE,
@@ -127,8 +152,8 @@ def linear_eval(
     **probe_kwargs: Any,
 ) -> dict[str, Any]:
     """``linear:frozen``: a linear head on cached frozen features, learning rate chosen on a split of train."""
-    loaded = model if isinstance(model, LoadedModel) else (
-        load_for_eval(model) if isinstance(model, str) else LoadedModel(model, type(model).__name__, "given"))
+    check_linear_eval_options(batch_size=batch_size, **probe_kwargs)
+    loaded = as_loaded(model)
     start = time.perf_counter()
     train_x, train_y = _features(loaded.model, data, "train", pool, batch_size, cache, device)
     test_x, test_y = _features(loaded.model, data, "test", pool, batch_size, cache, device)
@@ -138,18 +163,26 @@ def linear_eval(
 
 
 def save_features(
-    model: Union[str, torch.nn.Module], data: str, output: str, *, splits: Sequence[str] = ("train", "test"),
+    model: Union[str, torch.nn.Module, LoadedModel], data: str, output: str, *, splits: Sequence[str] = ("train", "test"),
     pool: str = "cls", batch_size: int = 256, device: Optional[str] = None,
 ) -> dict[str, Any]:
-    """Write the features of each split to one safetensors file (``{split}.features``, ``{split}.labels``)."""
+    """Write the features of each split to one safetensors file (``{split}.features``, ``{split}.labels``).
+
+    The header records what the features depend on, as the feature cache's key does: the model's name, where its
+    weights came from and their sha256 (of the state dict, as :func:`~sslzoo.eval.features.weights_sha256`), the
+    eval transform, the data and the pool.
+    """
     from ..hub import save_safetensors
 
-    loaded = load_for_eval(model) if isinstance(model, str) else LoadedModel(model, type(model).__name__, "given")
+    int_at_least("batch_size", batch_size)
+    loaded = as_loaded(model)
     tensors, counts = {}, {}
     for split in splits:
         x, y = _features(loaded.model, data, split, pool, batch_size, False, device)
         tensors[f"{split}.features"], tensors[f"{split}.labels"] = x, y
         counts[split] = len(y)
-    meta = {"model": loaded.name, "weights": loaded.weights, "data": str(data), "pool": pool}
+    meta = {"model": loaded.name, "weights": loaded.weights, "weights_sha256": weights_sha256(loaded.model),
+            "transform": eval_transform(loaded.model).describe(), "data": str(data), "pool": pool,
+            "splits": ",".join(splits)}
     save_safetensors(tensors, output, metadata=meta)
     return {**meta, "output": str(output), "counts": counts}
