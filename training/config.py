@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from sslzoo.errors import SslzooError
+from sslzoo.validation import int_at_least, positive
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 
@@ -159,6 +160,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def validate(cfg: dict[str, Any]) -> None:
+    """Refuse lengths, sizes and rates that cannot train, whichever of recipe, --set or flag gave them."""
+    int_at_least("batch_size", cfg["batch_size"])
+    if cfg["steps"] is not None:
+        int_at_least("steps", cfg["steps"])
+    else:
+        int_at_least("epochs", cfg["epochs"])
+    positive("optim.base_lr", cfg["optim"]["base_lr"], flag="--lr")
+    int_at_least("ckpt_every", cfg["ckpt_every"])
+    int_at_least("train_limit", cfg["train_limit"])
+    for key in ("every", "knn_bank", "knn_queries", "knn_k"):
+        int_at_least(f"log.{key}", cfg["log"][key], flag=f"--set log.{key}=N")
+    for key in ("knn_every_epochs", "knn_every_steps"):
+        int_at_least(f"log.{key}", cfg["log"][key], 0, flag=f"--set log.{key}=N")
+
+
 def resolve(argv: list[str] | None = None) -> dict[str, Any]:
     """The resolved config for a command line."""
     args = parser().parse_args(argv)
@@ -188,4 +205,5 @@ def resolve(argv: list[str] | None = None) -> dict[str, Any]:
     if cfg["output"] is None:
         arch = cfg["arch"] if isinstance(cfg["arch"], str) else "custom"
         cfg["output"] = str(Path("runs") / f"{cfg['method']}-{arch}")
+    validate(cfg)
     return cfg

@@ -151,6 +151,12 @@ class Method(nn.Module):
         mean, std = self.normalization
         return augment.normalize(images, mean, std)
 
+    def eval_data_config(self, backbone: nn.Module) -> dict[str, Any]:
+        """The preprocessing the published backbone carries: the whole image resized to its input, the views' mean/std."""
+        mean, std = self.normalization
+        return dict(input_size=(3, *backbone.patch_embed.img_size), interpolation="bicubic", crop_pct=1.0,
+                    crop_mode="center", mean=tuple(mean), std=tuple(std))
+
     def crop_views(self, images: Tensor, indices: Tensor, generator: torch.Generator, epoch: int,
                    pipelines: list[ViewPipeline]) -> list[tuple[Tensor, augment.ViewGeometry]]:
         """One view per pipeline, with ContrastiveCrop's boxes when it is active."""

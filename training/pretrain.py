@@ -16,6 +16,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import math
 import os
 import platform
@@ -40,6 +41,7 @@ from training.methods import Method, StepContext, build_method
 from training.schedules import cosine, ema_momentum, param_groups, set_lr_wd, warmup_cosine
 
 LOG_NAME = "log.csv"
+_logger = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(SslzooError, FloatingPointError):
@@ -268,6 +270,21 @@ def _knn_due(tr: Trainer) -> bool:
     return bool(tr.monitor is not None and (by_steps or by_epochs or it == tr.total_iters))
 
 
+def measure_knn(tr: Trainer) -> float | None:
+    """The monitor's kNN top-1 of the evaluated encoder, or None after a failure, which is reported, never fatal."""
+    backbone = tr.method.eval_backbone()
+    try:
+        knn = tr.monitor(backbone, tr.method.eval_data_config(backbone), tr.env.device)
+    except Exception as e:  # noqa: BLE001 - a monitoring problem must never end a training run
+        _logger.warning("kNN monitor failed at iteration %d (%s: %s); training goes on without it, and the run's"
+                        " checkpoint is unaffected.", tr.iteration, type(e).__name__, str(e).splitlines()[0] if str(e)
+                        else "")
+        tr.monitor = None
+        return None
+    tr.last_knn = knn
+    return knn
+
+
 def write_run_files(tr: Trainer) -> None:
     if not tr.env.is_main:
         return
@@ -304,10 +321,14 @@ def fit(tr: Trainer, *, stop_at: int | None = None) -> Trainer:
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{terms['lr']:.2e}")
-        knn = None
-        if _knn_due(tr):
-            knn = tr.monitor(tr.method.eval_backbone(), tr.method.normalize, env.device)
-            tr.last_knn = knn
+        ipe = tr.batches.iters_per_epoch
+        if tr.iteration % ipe == 0 and tr.method.crops is not None:
+            tr.method.crops.end_of_epoch(tr.iteration // ipe - 1, tr.method.framework.backbone, tr.data.images,
+                                         tr.method.normalize, env.device)
+        # the checkpoint comes before monitoring, so that nothing the monitor does can lose trained iterations
+        if tr.iteration % cfg["ckpt_every"] == 0 or tr.iteration == tr.total_iters:
+            write_checkpoint(tr)
+        knn = measure_knn(tr) if _knn_due(tr) else None
         if log is not None and (tr.iteration % cfg["log"]["every"] == 0 or tr.iteration == tr.total_iters or knn):
             n = window.pop("_n")
             seconds = time.perf_counter() - window_start
@@ -318,12 +339,6 @@ def fit(tr: Trainer, *, stop_at: int | None = None) -> Trainer:
                        elapsed_s=round(tr.elapsed, 3))
             log.write(row)
             window_start, window_images, window = time.perf_counter(), 0, {}
-        ipe = tr.batches.iters_per_epoch
-        if tr.iteration % ipe == 0 and tr.method.crops is not None:
-            tr.method.crops.end_of_epoch(tr.iteration // ipe - 1, tr.method.framework.backbone, tr.data.images,
-                                         tr.method.normalize, env.device)
-        if tr.iteration % cfg["ckpt_every"] == 0 or tr.iteration == tr.total_iters:
-            write_checkpoint(tr)
         if stop_at is not None and tr.iteration >= stop_at:
             break
     if bar is not None:
@@ -357,9 +372,12 @@ def main(argv: list[str] | None = None) -> int:
         if tr.env.is_main:
             print(f"done: {tr.iteration} iterations in {tr.elapsed:.1f} s; run folder {tr.run_dir}")
         return 0
-    except SslzooError as e:
+    except NonFiniteLossError as e:  # the run itself failed; its last good checkpoint is kept
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except SslzooError as e:  # the recipe, a flag, the data or the run folder: the user can fix it
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     finally:
         distributed.shutdown()
 

@@ -78,10 +78,7 @@ def publish(run_dir: str | Path, output: str | Path, *, name: str | None = None,
     # a fresh backbone, so that requires_grad (a fixed sin-cos position embedding) is the online encoder's
     backbone = build_backbone(cfg["arch"], method=cfg["method"], **(cfg.get("arch_kwargs") or {}))
     backbone.load_state_dict(evaluated.state_dict())
-    mean, std = method.normalization
-    size = backbone.patch_embed.img_size
-    backbone.pretrained_cfg = dict(input_size=(3, *size), interpolation="bicubic", crop_pct=1.0, crop_mode="center",
-                                   mean=tuple(mean), std=tuple(std), num_classes=0)
+    backbone.pretrained_cfg = dict(method.eval_data_config(backbone), num_classes=0)
     backbone.sslzoo_cfg = dict(name=name or output.name, method=cfg["method"])
     save_pretrained(backbone.eval(), output, card=card_fields(cfg, env, ckpt, int(ckpt["iters_per_epoch"])))
     if full:
@@ -103,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         out = publish(args.run_dir, args.output, name=args.name, full=not args.no_full)
     except SslzooError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
     print(f"wrote {out}")
     return 0
 

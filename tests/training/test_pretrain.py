@@ -119,5 +119,5 @@ def test_exponent_floats_are_numbers(tmp_path: Path) -> None:
 def test_cli_reports_missing_data(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code = pretrain.main(["--method", "mocov3", "--data", str(tmp_path / "nowhere"), "--steps", "1",
                           "--output", str(tmp_path / "run"), "--device", "cpu"])
-    assert code == 1
+    assert code == 2
     assert "does not exist" in capsys.readouterr().err

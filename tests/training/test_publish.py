@@ -41,5 +41,5 @@ def test_publish_writes_a_loadable_hub_folder(method: str, small_cifar, tmp_path
 
 
 def test_publish_needs_a_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert publish.main([str(tmp_path), "--output", str(tmp_path / "hub")]) == 1
+    assert publish.main([str(tmp_path), "--output", str(tmp_path / "hub")]) == 2
     assert "not a finished training run" in capsys.readouterr().err
