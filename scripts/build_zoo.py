@@ -31,7 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
-from sslzoo import hub, registry  # noqa: E402
+from sslzoo import files, hub, registry  # noqa: E402
 from sslzoo.attention import attention_figure  # noqa: E402
 from sslzoo.card import render_card  # noqa: E402
 from sslzoo.data import decoded_split, embedded_sample  # noqa: E402
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg, env, ckpt = read_run(run)
         ckpt = {k: ckpt[k] for k in ("iteration", "elapsed", "iters_per_epoch", "world_size")}
         publish(run, folder, name=name, full=False)
-        sha = hub.sha256_file(folder / hub.WEIGHTS_NAME)
+        sha = files.sha256_file(folder / hub.WEIGHTS_NAME)
         model = create_model(f"local-dir:{folder}")  # the folder's own config: the run's normalisation
         m = _cached(cache, f"{method}:{sha}", lambda: _measure_model(LoadedModel(model, name, f"sha256 {sha[:12]}"),
                                                                      args.data))
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     ordered = [entries[_architecture(mm)] for mm in METHOD_ORDER if _architecture(mm) in entries]
     ordered += [e for a, e in sorted(entries.items()) if e not in ordered]
     index = {"format": 1, "dataset": DATASET, "models": ordered}
-    hub.write_text_atomic(index_path, json.dumps(index, indent=2) + "\n")
+    files.write_text_atomic(index_path, json.dumps(index, indent=2) + "\n")
 
     CARDS.mkdir(exist_ok=True)
     for method, (cfg, env, ckpt, m, random) in loaded_runs.items():
@@ -344,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         card = _card(method, entry, cfg, env, ckpt, m, random, pixels, baseline)
         name = f"{entry['architecture']}.{TAG}"
         text = render_card(name, card)
-        hub.write_text_atomic(CARDS / f"{name}.md", text)
-        hub.write_text_atomic(hub.SHIPPED_HUB / name / hub.CARD_NAME, text)
+        files.write_text_atomic(CARDS / f"{name}.md", text)
+        files.write_text_atomic(hub.SHIPPED_HUB / name / hub.CARD_NAME, text)
     if curves:
         _plot_curves(curves, CARDS / "knn_vs_epoch.png")
     # The registry reads index.json at import: reload it so that the pictures load the new entries by name.
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     _attention_sheet(names, CARDS / "attention.png", images)
     readme = README.read_text(encoding="utf-8")
     readme = _replace_between(readme, "<!-- zoo:start -->", "<!-- zoo:end -->", zoo_table(index_path))
-    hub.write_text_atomic(README, readme)
+    files.write_text_atomic(README, readme)
     print(zoo_table(index_path))
     return 0
 

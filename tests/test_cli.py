@@ -6,7 +6,7 @@ import pytest
 from safetensors.torch import save_file
 
 import sslzoo
-from sslzoo import cli, hub, registry
+from sslzoo import cli, files, registry
 
 ARCH = "dino_vit_tiny_patch4_32"
 
@@ -58,7 +58,7 @@ def test_download_and_verify(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "env_hub" / f"{ARCH}.test"
     folder.mkdir(parents=True)
     save_file(sslzoo.create_model(ARCH).state_dict(), folder / "model.safetensors")
-    pin = hub.sha256_file(folder / "model.safetensors")
+    pin = files.sha256_file(folder / "model.safetensors")
     w = registry.Weights(tag="test", description="d", pretrain_data="CIFAR-10", sha256=pin)
     monkeypatch.setitem(registry.WEIGHTS, ARCH, (w,))
 

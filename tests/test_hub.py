@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 from timm.models import PretrainedCfg
 
 import sslzoo
-from sslzoo import card, hub, registry
+from sslzoo import card, files, hub, registry
 from sslzoo.errors import ChecksumError, CheckpointFormatError, UnsafeCheckpointError, WeightsNotFoundError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -62,8 +62,8 @@ def test_hub_folder_formats(tmp_path):
     assert timm.is_model(config["architecture"])
     assert set(config["pretrained_cfg"]) <= set(PretrainedCfg.__dataclass_fields__)
     assert config["sslzoo"]["norm_eps"] == 1e-5 and config["sslzoo"]["pos_embed"] == "learn_no_cls"
-    assert config["sslzoo"]["sha256"] == hub.sha256_file(folder / "model.safetensors")
-    meta = hub.safetensors_metadata(folder / "model.safetensors")
+    assert config["sslzoo"]["sha256"] == files.sha256_file(folder / "model.safetensors")
+    meta = files.safetensors_metadata(folder / "model.safetensors")
     assert json.loads(meta["input_size"]) == [3, 32, 32]
     assert json.loads(meta["mean"]) == list(registry.CIFAR10_MEAN)
     assert json.loads(meta["std"]) == list(registry.CIFAR10_STD)
@@ -101,7 +101,7 @@ def test_tampered_folder_is_refused(tmp_path):
     with pytest.raises(ChecksumError) as e:
         sslzoo.create_model(f"local-dir:{folder}")
     recorded = json.loads((folder / "config.json").read_text())["sslzoo"]["sha256"]
-    assert recorded in str(e.value) and hub.sha256_file(weights) in str(e.value)
+    assert recorded in str(e.value) and files.sha256_file(weights) in str(e.value)
 
 
 def test_truncated_file_is_refused(tmp_path):
@@ -209,14 +209,14 @@ def test_pinned_sha256_is_checked_on_every_load(tmp_path, monkeypatch):
     folder = tmp_path / "env_hub" / f"{ARCH}.test"
     folder.mkdir(parents=True)
     save_file(good, folder / "model.safetensors")
-    pin = hub.sha256_file(folder / "model.safetensors")
+    pin = files.sha256_file(folder / "model.safetensors")
     _register(monkeypatch, sha256=pin)
     assert sslzoo.create_model(ARCH, pretrained=True).sslzoo_cfg["sha256"] == pin
     tampered = dict(good, cls_token=good["cls_token"] + 1)
     save_file(tampered, folder / "model.safetensors")
     with pytest.raises(ChecksumError) as e:
         sslzoo.create_model(ARCH, pretrained=True)
-    assert pin in str(e.value) and hub.sha256_file(folder / "model.safetensors") in str(e.value)
+    assert pin in str(e.value) and files.sha256_file(folder / "model.safetensors") in str(e.value)
 
 
 def test_missing_weights_say_exactly_what_to_do():
@@ -270,7 +270,7 @@ def _flip_a_byte(path: Path) -> None:
 
 def _pinned_entry(monkeypatch, folder: Path) -> str:
     """Register ``ARCH.test`` pinned to the weights now in ``folder``; returns the pin."""
-    pin = hub.sha256_file(folder / "model.safetensors")
+    pin = files.sha256_file(folder / "model.safetensors")
     w = registry.Weights(tag="test", description="d", pretrain_data="CIFAR-10", sha256=pin)
     monkeypatch.setitem(registry.WEIGHTS, ARCH, (w,))
     return pin
@@ -281,7 +281,7 @@ def test_pretrained_file_folder_is_held_to_its_own_hash_and_to_the_tags_pin(tmp_
     pin = _pinned_entry(monkeypatch, folder)
     reference = _out(sslzoo.create_model(f"{ARCH}.test", pretrained_file=folder), _x())  # the pinned file loads
     _flip_a_byte(folder / "model.safetensors")
-    tampered = hub.sha256_file(folder / "model.safetensors")
+    tampered = files.sha256_file(folder / "model.safetensors")
     # the folder's own recorded hash refuses it whatever the name, with or without a tag, and for timm names too
     for name in (f"{ARCH}.test", ARCH, "vit_tiny_patch16_224"):
         with pytest.raises(ChecksumError, match="records") as e:
@@ -304,10 +304,10 @@ def test_pretrained_bare_file_for_a_pinned_tag_is_checked_against_the_pin(tmp_pa
     _flip_a_byte(bare)
     with pytest.raises(ChecksumError) as e:
         sslzoo.create_model(f"{ARCH}.test", pretrained_file=bare)
-    assert pin in str(e.value) and hub.sha256_file(bare) in str(e.value)
+    assert pin in str(e.value) and files.sha256_file(bare) in str(e.value)
     # the untagged name is the documented way to load an unpinned file on purpose; its hash is recorded
     model = sslzoo.create_model(ARCH, pretrained_file=bare)
-    assert model.sslzoo_cfg["sha256"] == hub.sha256_file(bare)
+    assert model.sslzoo_cfg["sha256"] == files.sha256_file(bare)
 
 
 def test_written_files_respect_the_umask(tmp_path):
@@ -316,9 +316,9 @@ def test_written_files_respect_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
         folder = sslzoo.save_pretrained(sslzoo.create_model(ARCH), tmp_path / "f")
-        hub.save_safetensors({"x": torch.zeros(2)}, tmp_path / "cache" / "features.safetensors")
-        hub.save_torch_atomic({"x": torch.zeros(2)}, tmp_path / "checkpoint.pt")
+        files.save_safetensors({"x": torch.zeros(2)}, tmp_path / "cache" / "features.safetensors")
+        files.save_torch_atomic({"x": torch.zeros(2)}, tmp_path / "checkpoint.pt")
     finally:
         os.umask(old)
-    files = [*folder.iterdir(), tmp_path / "cache" / "features.safetensors", tmp_path / "checkpoint.pt"]
-    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: "0o644" for f in files}
+    written = [*folder.iterdir(), tmp_path / "cache" / "features.safetensors", tmp_path / "checkpoint.pt"]
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in written} == {f.name: "0o644" for f in written}

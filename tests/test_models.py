@@ -4,7 +4,7 @@ from safetensors.torch import save_file
 
 import sslzoo
 from sslzoo.errors import CheckpointFormatError
-from sslzoo.models import build_vit, describe_vit, sincos_pos_embed
+from sslzoo.vit import build_vit, describe_vit, sincos_pos_embed
 
 
 def test_sincos_table_has_a_zero_class_row_and_distinct_positions():

@@ -6,7 +6,7 @@ import torch
 import sslzoo
 from sslzoo import registry
 from sslzoo.errors import UnknownModelError
-from sslzoo.models import sincos_pos_embed
+from sslzoo.vit import sincos_pos_embed
 
 
 @pytest.mark.parametrize("alias", sorted(registry.ALIASES))

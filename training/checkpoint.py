@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from sslzoo.errors import CheckpointFormatError
-from sslzoo.hub import save_torch_atomic
+from sslzoo.files import save_torch_atomic
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = 1

@@ -31,7 +31,8 @@ import torch
 import yaml
 
 from sslzoo.errors import SslzooError
-from sslzoo.hub import write_text_atomic
+from sslzoo.files import write_text_atomic
+from sslzoo.notices import show_notices
 from training import distributed
 from training.checkpoint import CHECKPOINT_NAME, find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from training.config import resolve
@@ -366,6 +367,8 @@ def train(cfg: dict[str, Any], *, stop_at: int | None = None) -> Trainer:
 
 
 def main(argv: list[str] | None = None) -> int:
+    show_notices()
+    show_notices("training", "training")
     try:
         cfg = resolve(argv)
         tr = train(cfg)

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 
 from sslzoo.errors import SslzooError
-from sslzoo.hub import save_pretrained, save_safetensors
+from sslzoo.files import save_safetensors
+from sslzoo.hub_folder import save_pretrained
 from training.checkpoint import find_checkpoint, load_checkpoint
 from training.config import parse_yaml
 from training.frameworks.backbone import build_backbone

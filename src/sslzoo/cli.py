@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence
 from . import registry
 from .errors import SslzooError
 from .eval.commands import add_eval_commands
+from .notices import show_notices
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -83,7 +84,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from . import hub
+    from . import files, hub
 
     names = args.names or registry.list_models(pretrained=True)
     status = EXIT_OK
@@ -98,7 +99,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             continue
         for path in copies:
             pinned = resolved.weights.sha256 if resolved.weights else None
-            actual = hub.sha256_file(path)
+            actual = files.sha256_file(path)
             if not pinned:
                 print(f"{resolved.full_name}: {path}: sha256 {actual} (not pinned)")
             elif actual == pinned:
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    show_notices()
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func

@@ -28,7 +28,7 @@ from PIL import Image
 from safetensors import SafetensorError, safe_open
 from torch.utils.data import Dataset
 
-from . import hub
+from . import files
 from .errors import SslzooError
 
 _logger = logging.getLogger(__name__)
@@ -251,7 +251,7 @@ def _imagefolder_listing(root: Path, split: str, image_size: Optional[int], frac
 
 
 def _cache_file(cache_dir: Optional[PathLike], fingerprint: str) -> Path:
-    return (Path(cache_dir).expanduser() if cache_dir else hub.cache_dir()) / "decoded" / f"{fingerprint}.safetensors"
+    return (Path(cache_dir).expanduser() if cache_dir else files.cache_dir()) / "decoded" / f"{fingerprint}.safetensors"
 
 
 def _read_cache(path: Path, fingerprint: str) -> Optional[DecodedSplit]:
@@ -279,7 +279,7 @@ def _imagefolder_split(
     images = _decode_all(listing.files, [str(p) for p in listing.files], image_size)
     out = DecodedSplit(images, torch.tensor(listing.labels, dtype=torch.int64), listing.classes, listing.fingerprint)
     meta = {"classes": json.dumps(out.classes), "root": str(root), "split": split}
-    hub.save_safetensors({"images": out.images, "labels": out.labels}, path, metadata=meta)
+    files.save_safetensors({"images": out.images, "labels": out.labels}, path, metadata=meta)
     return out
 
 
@@ -397,7 +397,7 @@ def _binary_format(root: Path) -> Optional[tuple[str, Path]]:
 def _named_root(name: str) -> Path:
     """The folder of a named dataset in the cache, downloaded through torchvision the first time."""
     sub, tv_class, url = NAMED_DATASETS[name]
-    root = hub.cache_dir() / "datasets"
+    root = files.cache_dir() / "datasets"
     if not (root / sub).is_dir():
         import torchvision.datasets
 

@@ -19,13 +19,11 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Optional, Sequence, Union
 
 from .errors import UnknownModelError
+from .preprocessing import (CIFAR10_MEAN, CIFAR10_STD, CIFAR10_STD_APS, CIFAR_CROP_PCT, IMAGENET_CROP_PCT,  # noqa: F401
+                            IMAGENET_MEAN, IMAGENET_STD)
 
 PosEmbed = Literal["learn", "learn_no_cls", "sincos"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 @dataclass(frozen=True)
@@ -162,9 +160,9 @@ SIZES: dict[str, Size] = {
 }
 
 RESOLUTIONS: tuple[Resolution, ...] = (
-    Resolution(patch_size=2, img_size=32, crop_pct=1.0, mean=CIFAR10_MEAN, std=CIFAR10_STD),
-    Resolution(patch_size=4, img_size=32, crop_pct=1.0, mean=CIFAR10_MEAN, std=CIFAR10_STD),
-    Resolution(patch_size=16, img_size=224, crop_pct=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    Resolution(patch_size=2, img_size=32, crop_pct=CIFAR_CROP_PCT, mean=CIFAR10_MEAN, std=CIFAR10_STD),
+    Resolution(patch_size=4, img_size=32, crop_pct=CIFAR_CROP_PCT, mean=CIFAR10_MEAN, std=CIFAR10_STD),
+    Resolution(patch_size=16, img_size=224, crop_pct=IMAGENET_CROP_PCT, mean=IMAGENET_MEAN, std=IMAGENET_STD),
 )
 
 METHODS: dict[str, Method] = {
@@ -266,7 +264,7 @@ ARCHITECTURES: dict[str, Architecture] = {
 # enough for a 2-core CPU to pre-train with every method at one budget. Registered for every method with that
 # method's ViT details, but only at this resolution: it is not one of the papers' sizes.
 MICRO = Size("micro", "m", embed_dim=128, depth=4, num_heads=4)
-MICRO_RESOLUTION = Resolution(patch_size=8, img_size=32, crop_pct=1.0, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+MICRO_RESOLUTION = Resolution(patch_size=8, img_size=32, crop_pct=CIFAR_CROP_PCT, mean=CIFAR10_MEAN, std=CIFAR10_STD)
 ARCHITECTURES.update({a.name: a for a in (Architecture(m, MICRO, MICRO_RESOLUTION) for m in METHODS.values())})
 
 # Short aliases name the papers' CIFAR architecture (patch 2 at 32 px), the setting every method shares here.
@@ -276,7 +274,7 @@ ALIASES: dict[str, str] = {
 
 # The authors' released weights (METHODS.md 1.7-1.8, 2.8-2.9). Their numbers come from the authors' READMEs and are
 # marked "reported": sslzoo has not measured them. No sha256 is published for any of these files.
-APS_CIFAR_STD = (0.2023, 0.1994, 0.2010)  # the std APS pre-trains with (not the usual CIFAR-10 one)
+APS_CIFAR_STD = CIFAR10_STD_APS  # the std APS pre-trains with (not the usual CIFAR-10 one)
 _DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet1k": "ImageNet-1K"}
 _SIZE_LABELS = {"tiny": "ViT-T", "small": "ViT-S", "base": "ViT-B"}
 _APS_FINETUNE = {  # (dataset, epochs) -> fine-tune top-1 per size [README@d761b9f]
@@ -416,6 +414,24 @@ class Resolved:
     def tag_given(self) -> bool:
         """Whether the name spelled out its tag: only then is a file the caller passes held to the tag's pin."""
         return split_tag(self.name)[1] is not None
+
+
+# A ViT with no method's particulars (timm's defaults), for architectures named without a method.
+PLAIN_VIT = Method(name="vit", title="Vision Transformer", paper="Dosovitskiy et al. ICLR 2021", arxiv="2010.11929",
+                   code="https://github.com/huggingface/pytorch-image-models", framework="dino", qkv_bias=True,
+                   norm_eps=1e-6, pos_embed="learn", small_heads=6)
+
+
+def vit_args(method: Optional[str], size: Size, *, patch_size: int, img_size: int) -> tuple[dict[str, Any], float,
+                                                                                                PosEmbed]:
+    """The ``VisionTransformer`` arguments, LayerNorm eps and position embedding of ``method``'s official ViT.
+
+    Any size works, including training-only ones that are not registered; ``method=None`` gives a plain timm ViT.
+    This is the rule every architecture of the registry is built by (:attr:`Architecture.model_args`).
+    """
+    spec = METHODS[method] if method else PLAIN_VIT
+    arch = Architecture(spec, size, Resolution(patch_size, img_size, CIFAR_CROP_PCT, CIFAR10_MEAN, CIFAR10_STD))
+    return arch.model_args, spec.norm_eps, spec.pos_embed
 
 
 def split_tag(name: str) -> tuple[str, Optional[str]]:

@@ -14,7 +14,7 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from sslzoo import cli, hub
+from sslzoo import cli, files, hub
 from sslzoo.convert import convert, convert_file
 from sslzoo.errors import CheckpointFormatError, UnsafeCheckpointError
 
@@ -89,13 +89,13 @@ def test_pretrain_checkpoint_gives_the_upstream_features(tmp_path):
     assert args["qkv_bias"] is False and args["no_embed_class"] is True
     assert config["sslzoo"]["norm_eps"] == 1e-5 and config["sslzoo"]["pos_embed"] == "learn_no_cls"
     assert config["sslzoo"]["method"] == "aps"
-    assert config["sslzoo"]["converted_from"]["sha256"] == hub.sha256_file(path)
+    assert config["sslzoo"]["converted_from"]["sha256"] == files.sha256_file(path)
     assert config["pretrained_cfg"]["std"] == [0.2023, 0.1994, 0.2010]  # APS's pre-training statistics
     card = (out / "README.md").read_text()
-    assert hub.sha256_file(path) in card and "`aps`" in card and "LayerNorm eps" in card
+    assert files.sha256_file(path) in card and "`aps`" in card and "LayerNorm eps" in card
 
     # the full checkpoint keeps the projector and predictor, under the authors' names
-    full = hub.load_checkpoint(out / hub.FULL_WEIGHTS_NAME)
+    full = files.load_checkpoint(out / hub.FULL_WEIGHTS_NAME)
     assert full.keys() == model.state_dict().keys()
     assert torch.equal(full["predictor.0.weight"], model.predictor[0].weight)
     assert torch.equal(full["base_encoder.fc.7.running_var"], model.base_encoder.fc[7].running_var)

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sslzoo import cli, hub
+from sslzoo import cli, files, hub
 from sslzoo.convert import LAYOUTS, convert, convert_file, detect_layout, read_checkpoint
 from sslzoo.errors import CheckpointFormatError
 
@@ -57,7 +57,7 @@ def test_conversion_is_idempotent_and_a_converted_file_is_recognised(tmp_path, l
     assert {p.name: p.read_bytes() for p in first.iterdir()} == written
     elsewhere = convert_file(path, tmp_path / "elsewhere", num_heads=4)  # only the folder's name may differ
     for name in ("model.safetensors", "full.safetensors"):
-        a, b = hub.load_checkpoint(first / name), hub.load_checkpoint(elsewhere / name)
+        a, b = files.load_checkpoint(first / name), files.load_checkpoint(elsewhere / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
     converted_weights = first / "model.safetensors"

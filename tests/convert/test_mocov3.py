@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from sslzoo.convert import convert, convert_file
-from sslzoo.models import sincos_pos_embed
+from sslzoo.vit import sincos_pos_embed
 
 from .upstream import MocoStyleViT, assert_same_features, build_mlp, images, perturb, relative_error
 

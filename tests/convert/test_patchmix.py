@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from sslzoo import hub
+from sslzoo import files, hub
 from sslzoo.convert import convert, convert_file
 from sslzoo.errors import CheckpointFormatError
 
@@ -59,7 +59,7 @@ def test_momentum_encoder_gives_the_upstream_features(tmp_path):
     assert config["sslzoo"]["norm_eps"] == 1e-6 and config["sslzoo"]["pos_embed"] == "learn"
     assert config["sslzoo"]["converted_from"]["encoder"] == "momentum_encoder"
     assert config["pretrained_cfg"]["crop_pct"] == 0.875  # Resize 36 -> CenterCrop 32, as the authors evaluate
-    full = hub.load_checkpoint(out / hub.FULL_WEIGHTS_NAME)
+    full = files.load_checkpoint(out / hub.FULL_WEIGHTS_NAME)
     assert full.keys() == model.state_dict().keys()
     assert "predictor.4.running_mean" in full and "base_encoder.head.7.running_var" in full
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import sslzoo
-from sslzoo import cli, hub, registry
+from sslzoo import cli, files, registry
 from sslzoo.convert import cache, convert_file
 from sslzoo.errors import ChecksumError, WeightsNotFoundError
 
@@ -62,25 +62,28 @@ def _features(name: str, x: torch.Tensor, **kwargs) -> torch.Tensor:
         return sslzoo.create_model(name, **kwargs).eval()(x)
 
 
-def test_release_is_converted_once_then_loaded_from_the_cache(tmp_path, patchmix_release, conversions, capsys):
+def test_release_is_converted_once_then_loaded_from_the_cache(tmp_path, patchmix_release, conversions, caplog):
     source, model = patchmix_release
     x = images(n=2)
     with torch.no_grad():
         ref = model.base_encoder.features(x)
-    sha = hub.sha256_file(source)
+    sha = files.sha256_file(source)
 
-    first = sslzoo.create_model(ENTRY, pretrained=True).eval()
+    with caplog.at_level("INFO", logger="sslzoo"):
+        first = sslzoo.create_model(ENTRY, pretrained=True).eval()
     with torch.no_grad():
         assert relative_error(first(x), ref) <= 1e-5
     assert len(conversions) == 1
-    err = capsys.readouterr().err
-    assert sha in err and "not pinned" in err and f'sha256="{sha}"' in err
+    err = caplog.text
+    assert "converted" in err and sha in err and "not pinned" in err and f'sha256="{sha}"' in err
     assert first.sslzoo_cfg["sha256"] == sha
     folder = tmp_path / "cache" / "converted" / ENTRY / sha
     assert json.loads((folder / "config.json").read_text())["sslzoo"]["converted_from"]["sha256"] == sha
 
-    assert relative_error(_features("patchmix_vit_t", x, pretrained=True), ref) <= 1e-5  # alias -> default tag
-    assert len(conversions) == 1 and "converted" not in capsys.readouterr().err
+    caplog.clear()
+    with caplog.at_level("INFO", logger="sslzoo"):
+        assert relative_error(_features("patchmix_vit_t", x, pretrained=True), ref) <= 1e-5  # alias -> default tag
+    assert len(conversions) == 1 and "converted" not in caplog.text
 
 
 def test_a_pinned_hash_is_checked_before_converting(patchmix_release, conversions, monkeypatch):
@@ -136,7 +139,7 @@ def test_release_entries_are_marked_reported():
 def test_cache_follows_the_source_file_and_refuses_a_damaged_copy(tmp_path, patchmix_release, conversions):
     source, _ = patchmix_release
     sslzoo.create_model(ENTRY, pretrained=True)
-    cached = tmp_path / "cache" / "converted" / ENTRY / hub.sha256_file(source) / "model.safetensors"
+    cached = tmp_path / "cache" / "converted" / ENTRY / files.sha256_file(source) / "model.safetensors"
     data = bytearray(cached.read_bytes())
     data[-3] ^= 0xFF
     cached.write_bytes(bytes(data))

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 import sslzoo
-from sslzoo import data as sslzoo_data
+from sslzoo import data as sslzoo_data, files
 from sslzoo.errors import SslzooError
 from sslzoo.eval import finetune as ft
 from sslzoo.eval import finetune_cli, finetune_recipes
-from sslzoo.models import build_vit
+from sslzoo.vit import build_vit
 
 SAMPLE_ZIP = Path(sslzoo_data.__file__).with_name("sample") / "cifar10_sample.zip"
 CLASSES = ("airplane", "automobile", "bird", "cat")
@@ -323,7 +323,7 @@ def test_default_workers_fit_the_machine_and_the_folder_describes_the_fine_tuned
     assert "finetune:aps-cifar" in pcfg["description"]
     origin = scfg["origin"]
     assert (origin["name"], origin["tag"], origin["method"]) == (zoo, "cifar10", "aps")
-    assert origin["sha256"] == hub.sha256_file(hub.SHIPPED_HUB / zoo / "model.safetensors")
+    assert origin["sha256"] == files.sha256_file(hub.SHIPPED_HUB / zoo / "model.safetensors")
     assert "CIFAR-10" in origin["description"]  # the pre-training provenance is kept, as the origin
     assert scfg["finetune"]["num_classes"] == 4 and scfg["finetune"]["recipe"] == "aps-cifar"
     assert scfg["name"] == "ft"

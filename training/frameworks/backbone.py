@@ -30,7 +30,7 @@ from torch import nn
 import sslzoo
 from sslzoo import registry
 from sslzoo.errors import SslzooError
-from sslzoo.models import build_vit
+from sslzoo.vit import build_vit
 
 # Training-only sizes for CPU runs and tests (not published architectures).
 # ``micro`` is the sslzoo registry's zoo size (published at patch 8); ``pico`` is for tests only.

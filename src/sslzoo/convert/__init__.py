@@ -22,7 +22,7 @@ from typing import Any, Optional, Union
 import torch
 
 from ..errors import CheckpointFormatError, SslzooError, UnsafeCheckpointError
-from ..hub import load_checkpoint, sha256_file
+from ..files import load_checkpoint, sha256_file
 from . import aps, dino, mocov3, patchmix
 from .folder import TITLES, write_converted
 from .vit import Converted

@@ -14,7 +14,9 @@ from typing import Callable, Optional
 
 import torch
 
-from ..hub import WEIGHTS_NAME, HubFolder, cache_dir
+from ..files import cache_dir
+from ..hub import WEIGHTS_NAME
+from ..hub_folder import HubFolder
 from . import TIMM, convert, detect_layout, read_checkpoint, write_converted
 
 

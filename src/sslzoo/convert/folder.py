@@ -9,7 +9,9 @@ from typing import Any, Optional
 import torch
 
 from .. import registry
-from ..hub import FULL_WEIGHTS_NAME, save_pretrained, save_safetensors
+from ..files import save_safetensors
+from ..hub import FULL_WEIGHTS_NAME
+from ..hub_folder import save_pretrained
 from .vit import Converted
 
 TITLES = {"aps": "APS", "patchmix": "PatchMix", "adclr": "ADCLR/PQCL", "dino": "DINO", "mocov3": "MoCo v3"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import sys
 from functools import partial
@@ -24,11 +25,13 @@ from safetensors import SafetensorError, safe_open
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .. import hub
+from .. import files
 from ..data import DecodedDataset, DecodedSplit, EvalTransform, eval_transform
 from ..errors import SslzooError
 from ..validation import int_at_least
 from .protocol_names import POOLS
+
+_logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when what a cached feature file means changes
 # On CPU a forward pass over a whole batch of 256 keeps activations far larger than the caches: ViT-T/2 at 32 px ran
@@ -129,7 +132,7 @@ def _cache_file(
         "pool": pool,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else hub.cache_dir()
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else files.cache_dir()
     return folder / "features" / f"{digest}.safetensors", key
 
 
@@ -140,7 +143,7 @@ def _read_cached(path: Path) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
         with safe_open(str(path), framework="pt") as f:
             return f.get_tensor("features"), f.get_tensor("labels")
     except (SafetensorError, OSError) as e:
-        print(f"sslzoo: ignoring unreadable feature cache {path} ({e})", file=sys.stderr)
+        _logger.warning("ignoring unreadable feature cache %s (%s)", path, e)
         return None
 
 
@@ -212,5 +215,5 @@ def extract_features(
         model.train(was_training)
     out = torch.cat(feats), torch.cat(labels)
     if path is not None:
-        hub.save_safetensors({"features": out[0], "labels": out[1]}, path, metadata=key)
+        files.save_safetensors({"features": out[0], "labels": out[1]}, path, metadata=key)
     return out

@@ -17,8 +17,6 @@ over epochs; ``results.json`` and the model card give both ``best_top1`` (with i
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
@@ -47,8 +45,10 @@ from torchvision import transforms
 from tqdm.auto import tqdm
 
 from .. import data as sslzoo_data
-from ..hub import load_checkpoint, save_pretrained, save_torch_atomic, write_text_atomic
+from ..files import load_checkpoint, save_torch_atomic, write_text_atomic
+from ..hub_folder import save_pretrained
 from ..models import create_model
+from ..runlog import CsvLog, amp_dtype as amp_dtype_for, autocast, differing_settings, resolve_device
 from ..validation import int_at_least
 from .finetune_recipes import FinetuneError, FinetuneRecipe, resolve_recipe
 
@@ -196,26 +196,6 @@ def _seed_epoch(seed: int, epoch: int) -> None:
     torch.manual_seed(s)
 
 
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FinetuneError(f"--device {device} was asked for, but CUDA is not available here; use --device cpu.")
-    return dev
-
-
-def _amp_dtype(device: torch.device, amp: bool) -> Optional[torch.dtype]:
-    """Mixed precision only on CUDA: bf16 where supported, else fp16 (which needs loss scaling)."""
-    if not amp or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def _autocast(device: torch.device, dtype: Optional[torch.dtype]) -> torch.autocast:
-    return torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
-
-
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module, loader: DataLoader, device: torch.device, amp_dtype: Optional[torch.dtype] = None
@@ -225,7 +205,7 @@ def evaluate(
     correct = total = 0
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with _autocast(device, amp_dtype):
+        with autocast(device, amp_dtype):
             logits = model(x)
         correct += int((logits.argmax(dim=-1) == y).sum())
         total += len(y)
@@ -259,7 +239,7 @@ def _train_epoch(
         target = y
         if mixup is not None:
             x, target = mixup(x, y)
-        with _autocast(device, amp_dtype):
+        with autocast(device, amp_dtype):
             loss = criterion(model(x), target)
         if not torch.isfinite(loss):
             raise FinetuneError(
@@ -282,40 +262,18 @@ def _train_epoch(
 # --------------------------------------------------------------------------------------------------- checkpoints
 
 
-def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"recipe_config": {"lr": 1}}`` -> ``{"recipe_config.lr": 1}``, so a difference names the one key that differs."""
-    out: dict[str, Any] = {}
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _load_checkpoint(path: Path, run: dict[str, Any]) -> dict[str, Any]:
     """Read ``checkpoint.pt`` (tensors and plain data only) and check that it belongs to the same run."""
     state = load_checkpoint(path)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise FinetuneError(f"{path} is not an sslzoo fine-tuning checkpoint. Choose another --output folder.")
-    now, then = _flatten(run), _flatten(state["run"])
-    differ = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
-    if differ:
-        detail = "; ".join(f"{k}: checkpoint {then.get(k)!r}, now {now.get(k)!r}" for k in differ[:6])
-        detail += f"; and {len(differ) - 6} more" if len(differ) > 6 else ""
+    detail = differing_settings(run, state["run"])
+    if detail:
         raise FinetuneError(
             f"Cannot resume {path}: the run differs from the one that wrote it ({detail}). Resume with the same"
             " settings, or start the new run in another --output folder."
         )
     return state
-
-
-def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=_LOG_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    write_text_atomic(path, buf.getvalue())
 
 
 def default_num_workers() -> int:
@@ -472,7 +430,7 @@ def finetune(
             f"{out} already holds a fine-tuning run ({CHECKPOINT_NAME}). Pass --resume (resume=True) to continue it,"
             " or choose another --output folder."
         )
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     train_base, test_base, classes = _open_splits(data)
     train_set, test_set = _subset(train_base, limit_train, seed), _subset(test_base, limit_test, seed + 1)
 
@@ -498,7 +456,7 @@ def finetune(
     optimizer = build_optimizer(model, rec, lr)
     scheduler = build_scheduler(optimizer, rec, lr, steps_per_epoch)
     criterion, mixup = _criterion_and_mixup(rec, len(classes))
-    amp_dtype = _amp_dtype(dev, amp)
+    amp_dtype = amp_dtype_for(dev, amp)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
 
     # what must be equal for a checkpoint to continue this run
@@ -519,6 +477,8 @@ def finetune(
         history, train_s = list(state["history"]), state["train_s"]
         _logger.info("Resuming %s after epoch %d of %d.", out, start_epoch, rec.epochs)
     out.mkdir(parents=True, exist_ok=True)
+    log = CsvLog(out / LOG_NAME, columns=_LOG_COLUMNS)
+    log.replace(history)  # the checkpoint's history is the log up to where the run continues
 
     workers = default_num_workers() if num_workers is None else num_workers
     loader_args = dict(batch_size=rec.batch_size, num_workers=workers, pin_memory=dev.type == "cuda")
@@ -546,7 +506,7 @@ def finetune(
             optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
             best_top1=best_top1, best_epoch=best_epoch, history=history, train_s=train_s,
         ), ckpt_path)
-        _write_log(out / LOG_NAME, history)
+        log.write(history[-1])
         _logger.info("epoch %d/%d: loss %.4f, test top-1 %.2f (best %.2f)", epoch + 1, rec.epochs, loss, top1, best_top1)
 
     results = dict(

@@ -39,7 +39,7 @@ def clamp_k(ks: Sequence[int], bank_size: int) -> tuple[int, ...]:
     out = tuple(dict.fromkeys(min(int(k), bank_size) for k in ks))
     too_large = [int(k) for k in ks if k > bank_size]
     if too_large:
-        _logger.warning("sslzoo: k=%s exceeds the bank of %d train features; using k=%d instead.",
+        _logger.warning("k=%s exceeds the bank of %d train features; using k=%d instead.",
                         ",".join(map(str, too_large)), bank_size, bank_size)
     return out
 

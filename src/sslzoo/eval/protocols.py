@@ -7,7 +7,7 @@ inside the package (``"sample"``), which lets the library be tried on a fresh ma
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
@@ -23,6 +23,8 @@ from .features import extract_features, weights_sha256
 from .knn import KNN_PRESETS, check_knn_options, clamp_k, knn_classify
 from .linear import check_linear_options, linear_probe
 from .protocol_names import SAMPLE
+
+_logger = logging.getLogger(__name__)
 
 RANDOM_INIT_SEED = 0
 
@@ -51,7 +53,7 @@ def load_for_eval(name: str, *, random_init: bool = False, pretrained_file: Opti
     if pretrained_file is not None:
         return LoadedModel(create_model(name, pretrained_file=pretrained_file), name, f"file {pretrained_file}")
     if registry.is_registered(name) and registry.resolve(name).weights is None:
-        print(f"sslzoo: {name} has no published weights yet; evaluating it at random init.", file=sys.stderr)
+        _logger.warning("%s has no published weights yet; evaluating it at random init.", name)
         return LoadedModel(_random_init(name), name, f"random init (seed {RANDOM_INIT_SEED}, no published weights)")
     try:
         model = create_model(name, pretrained=True)
@@ -172,7 +174,7 @@ def save_features(
     weights came from and their sha256 (of the state dict, as :func:`~sslzoo.eval.features.weights_sha256`), the
     eval transform, the data and the pool.
     """
-    from ..hub import save_safetensors
+    from ..files import save_safetensors
 
     int_at_least("batch_size", batch_size)
     loaded = as_loaded(model)
