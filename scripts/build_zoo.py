@@ -31,7 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
-from sslzoo import files, hub, registry  # noqa: E402
+from sslzoo import files, hub, preprocessing, registry  # noqa: E402
 from sslzoo.attention import attention_figure  # noqa: E402
 from sslzoo.card import render_card  # noqa: E402
 from sslzoo.data import decoded_split, embedded_sample  # noqa: E402
@@ -109,8 +109,8 @@ def _measure_model(loaded: LoadedModel, data: str) -> dict[str, Any]:
 
 
 def _pixels(data: str) -> dict[str, Any]:
-    mean = torch.tensor(registry.CIFAR10_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(registry.CIFAR10_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(preprocessing.CIFAR10_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(preprocessing.CIFAR10_STD).view(1, 3, 1, 1)
 
     def features(split):
         d = decoded_split(data, split)

@@ -160,12 +160,12 @@ def test_single_folder_is_split_deterministically(tmp_path: Path) -> None:
     seed=st.integers(0, 2**31),
 )
 def test_held_out_split_partitions_each_class(labels: list[int], fraction: float, seed: int) -> None:
-    train = data._held_out(labels, "train", fraction, seed)
-    test = data._held_out(labels, "test", fraction, seed)
+    train = data.folders.held_out(labels, "train", fraction, seed)
+    test = data.folders.held_out(labels, "test", fraction, seed)
     assert sorted(train + test) == list(range(len(labels)))
     for c in set(labels):
         assert sum(labels[i] == c for i in test) == round(fraction * labels.count(c))
-    assert data._held_out(labels, "test", fraction, seed) == test
+    assert data.folders.held_out(labels, "test", fraction, seed) == test
 
 
 # ------------------------------------------------------------------------------------------------ sizes

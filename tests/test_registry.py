@@ -9,34 +9,48 @@ from sslzoo.errors import UnknownModelError
 from sslzoo.vit import sincos_pos_embed
 
 
+# The official models' details, written out from METHODS.md (not read from the registry, so a wrong registry value
+# fails): qkv bias, LayerNorm eps, position embedding, ViT-S heads. ContrastiveCrop runs on MoCo v3's ViT here.
+OFFICIAL = {
+    "aps": (False, 1e-5, "learn_no_cls", 6),  # METHODS.md 1: custom ViT, qkv bias off, eps 1e-5, no CLS position
+    "patchmix": (True, 1e-6, "learn", 12),  # METHODS.md 2: timm ViT, learned position with a CLS slot, 12 heads
+    "ccrop": (True, 1e-6, "sincos", 12),
+    "adclr": (True, 1e-6, "sincos", 6),  # METHODS.md 4: DINO/iBOT ViT with fixed sin-cos, 6 heads
+    "mocov3": (True, 1e-6, "sincos", 12),
+    "dino": (True, 1e-6, "learn", 6),
+}
+SIZE_NAMES = {"t": "tiny", "s": "small", "b": "base"}
+SIZES = {"t": (192, 12, 3), "s": (384, 12, None), "b": (768, 12, 12)}  # width, depth, heads (None: the method's ViT-S)
+
+
 @pytest.mark.parametrize("alias", sorted(registry.ALIASES))
 def test_every_alias_builds_the_architecture_it_names(alias):
     method, _, short = alias.split("_")
-    size = {s.short: s for s in registry.SIZES.values()}[short]
-    m = registry.METHODS[method]
+    qkv_bias, eps, pos_embed, small_heads = OFFICIAL[method]
+    width, depth, heads = SIZES[short]
+    heads = heads or small_heads
     model = sslzoo.create_model(alias)
-    heads = m.small_heads if size.name == "small" else size.num_heads
-    assert model.embed_dim == size.embed_dim
-    assert len(model.blocks) == size.depth
+    assert model.embed_dim == width
+    assert len(model.blocks) == depth
     assert model.blocks[0].attn.num_heads == heads
     assert model.patch_embed.patch_size == (2, 2) and model.patch_embed.img_size == (32, 32)
-    assert (model.blocks[0].attn.qkv.bias is not None) == m.qkv_bias
-    assert model.norm.eps == m.norm_eps and model.blocks[3].norm1.eps == m.norm_eps
+    assert (model.blocks[0].attn.qkv.bias is not None) == qkv_bias
+    assert model.norm.eps == eps and model.blocks[3].norm1.eps == eps
     assert model.num_classes == 0
     assert model.sslzoo_cfg["method"] == method
-    assert model.sslzoo_cfg["architecture"] == f"{method}_vit_{size.name}_patch2_32"
+    assert model.sslzoo_cfg["architecture"] == f"{method}_vit_{SIZE_NAMES[short]}_patch2_32"
     n = model.patch_embed.num_patches
-    if m.pos_embed == "learn_no_cls":
-        assert model.no_embed_class and model.pos_embed.shape == (1, n, size.embed_dim)
+    if pos_embed == "learn_no_cls":
+        assert model.no_embed_class and model.pos_embed.shape == (1, n, width)
     else:
-        assert model.pos_embed.shape == (1, n + 1, size.embed_dim)
-    if m.pos_embed == "sincos":
+        assert model.pos_embed.shape == (1, n + 1, width)
+    if pos_embed == "sincos":
         assert not model.pos_embed.requires_grad
-        assert torch.equal(model.pos_embed, sincos_pos_embed((16, 16), size.embed_dim))
+        assert torch.equal(model.pos_embed, sincos_pos_embed((16, 16), width))
     else:
         assert model.pos_embed.requires_grad
-    out = model.eval()(torch.randn(1, 3, 32, 32)) if size.name == "tiny" else None
-    assert out is None or out.shape == (1, size.embed_dim)
+    out = model.eval()(torch.randn(1, 3, 32, 32)) if short == "t" else None
+    assert out is None or out.shape == (1, width)
 
 
 def test_names_follow_the_convention_and_cover_every_method_size_and_resolution():

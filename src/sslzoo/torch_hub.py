@@ -16,7 +16,7 @@ def _entrypoint(name: str) -> Callable[..., Any]:
         return create_model(name, pretrained=pretrained, **kwargs)
 
     target = registry.ALIASES.get(name, name)
-    tags = [w.tag for w in registry.WEIGHTS.get(target, ())]
+    tags = [w.tag for w in registry.weights_table().get(target, ())]
     entry.__name__ = entry.__qualname__ = name
     entry.__doc__ = (
         f"sslzoo {target}{' (alias ' + name + ')' if target != name else ''}: a timm VisionTransformer.\n\n"

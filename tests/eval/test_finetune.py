@@ -17,10 +17,10 @@ import sslzoo
 from sslzoo import data as sslzoo_data, files
 from sslzoo.errors import SslzooError
 from sslzoo.eval import finetune as ft
-from sslzoo.eval import finetune_cli, finetune_recipes
+from sslzoo.eval import finetune_cli, finetune_data, finetune_recipes
 from sslzoo.vit import build_vit
 
-SAMPLE_ZIP = Path(sslzoo_data.__file__).with_name("sample") / "cifar10_sample.zip"
+SAMPLE_ZIP = sslzoo_data.SAMPLE_ARCHIVE
 CLASSES = ("airplane", "automobile", "bird", "cat")
 PER_CLASS = {"train": 12, "test": 4}
 DEPTH = 2
@@ -241,7 +241,7 @@ def test_cifar_train_transform_pads_and_crops_and_posterizes_to_zero_bits():
 
     recipe = ft.resolve_recipe("aps-cifar")
     config = dict(input_size=(3, 32, 32), interpolation="bicubic", mean=(0.5,) * 3, std=(0.5,) * 3)
-    tf = ft.train_transform(recipe, config, source_size=(32, 32))
+    tf = finetune_data.train_transform(recipe, config, source_size=(32, 32))
     steps = tf.transforms[1].transforms
     assert isinstance(steps[0], transforms.RandomCrop) and steps[0].padding == 4
     assert not any(isinstance(s, transforms.Resize) for s in steps)
@@ -251,7 +251,7 @@ def test_cifar_train_transform_pads_and_crops_and_posterizes_to_zero_bits():
     posterize = next(op for op in ops if op.name == "PosterizeIncreasing")
     black = posterize.aug_fn(Image.new("RGB", (8, 8), (200, 100, 50)), 0)  # Pillow 13 refuses 0 bits
     assert black.getextrema() == ((0, 0), (0, 0), (0, 0))
-    resized = ft.train_transform(recipe, config, source_size=(96, 96))
+    resized = finetune_data.train_transform(recipe, config, source_size=(96, 96))
     assert isinstance(resized.transforms[1].transforms[0], transforms.Resize)
 
 

@@ -14,8 +14,8 @@ from typing import Any, Optional
 
 import torch
 
-from .. import registry
 from ..errors import CheckpointFormatError
+from ..preprocessing import CIFAR10_MEAN, CIFAR10_STD_APS
 from .vit import Converted, assemble, imagenet_preprocessing, pick_encoder, tensors_only
 
 LAYOUTS = ("aps",)
@@ -56,7 +56,7 @@ def _timm_key(key: str) -> Optional[str]:
 def preprocessing(img_size: int) -> dict[str, Any]:
     if img_size == 32:  # APS pre-trains with its own CIFAR statistics and evaluates at 32 px without resizing
         return dict(
-            mean=registry.CIFAR10_MEAN, std=registry.APS_CIFAR_STD, crop_pct=1.0, crop_mode="center", interpolation="bicubic"
+            mean=CIFAR10_MEAN, std=CIFAR10_STD_APS, crop_pct=1.0, crop_mode="center", interpolation="bicubic"
         )
     return imagenet_preprocessing()
 

@@ -18,6 +18,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from .. import registry
 from ..errors import CheckpointFormatError
+from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from ..vit import build_vit, load_weights, sincos_pos_embed
 
 # A sin-cos table computed in float32 by the upstream code differs from sslzoo's float64 one by ~1e-6.
@@ -68,7 +69,7 @@ class Converted:
 def imagenet_preprocessing(*, crop_pct: float = 0.875, interpolation: str = "bicubic") -> dict[str, Any]:
     """The usual ImageNet evaluation transform: resize to ``size / crop_pct``, centre crop, ImageNet mean/std."""
     return dict(
-        mean=registry.IMAGENET_MEAN, std=registry.IMAGENET_STD, crop_pct=crop_pct, crop_mode="center",
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=crop_pct, crop_mode="center",
         interpolation=interpolation,
     )
 
@@ -105,8 +106,8 @@ def num_heads_for(method: str, width: int, override: Optional[int]) -> tuple[int
         if override <= 0 or width % override:
             raise CheckpointFormatError(f"num_heads={override} does not divide the embedding width {width}.")
         return override, f"num_heads={override}, as given by the caller (checkpoints do not record head counts)."
-    m = registry.METHODS[method]
-    by_width = {s.embed_dim: (m.small_heads if s.name == "small" else s.num_heads) for s in registry.SIZES.values()}
+    by_width = {size.embed_dim: registry.vit_args(method, size, patch_size=16, img_size=224)[0]["num_heads"]
+                for size in registry.SIZES.values()}
     if width in by_width:
         heads = by_width[width]
         return heads, (

@@ -23,25 +23,18 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
-from PIL import Image
 from timm.data import (
-    IMAGENET_DEFAULT_MEAN,
-    IMAGENET_DEFAULT_STD,
     Mixup,
-    auto_augment,
-    create_transform,
     resolve_model_data_config,
 )
-from timm.data.transforms import RandomResizedCropAndInterpolation
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
-from torch.utils.data import DataLoader, Dataset, Subset
-from torchvision import transforms
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import data as sslzoo_data
@@ -50,6 +43,8 @@ from ..hub_folder import save_pretrained
 from ..models import create_model
 from ..runlog import CsvLog, amp_dtype as amp_dtype_for, autocast, differing_settings, resolve_device
 from ..validation import int_at_least
+from .finetune_card import card_fields, describe_finetuned
+from .finetune_data import Mapped, image_size, open_splits, prepare_model_config, subset, train_transform
 from .finetune_recipes import FinetuneError, FinetuneRecipe, resolve_recipe
 
 _logger = logging.getLogger(__name__)
@@ -59,84 +54,6 @@ LOG_NAME = "log.csv"
 RESULTS_NAME = "results.json"
 CHECKPOINT_FORMAT = "sslzoo-finetune-v1"
 _LOG_COLUMNS = ("epoch", "lr", "train_loss", "test_top1", "best_top1", "epoch_s")
-
-
-# --------------------------------------------------------------------------------------------------- data
-
-
-def _subset(dataset: Dataset, limit: Optional[int], seed: int) -> Dataset:
-    """A seeded random subset of ``limit`` items (in their original order), for quick runs."""
-    if limit is None or limit >= len(dataset):
-        return dataset
-    keep = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-    return Subset(dataset, keep.tolist())
-
-
-def _image_size(dataset: Dataset) -> Optional[tuple[int, int]]:
-    """The common (H, W) of a decoded split; None where images are read one by one (sizes may differ)."""
-    split = getattr(dataset, "split", None)
-    return tuple(split.images.shape[-2:]) if split is not None else None
-
-
-def train_transform(
-    recipe: FinetuneRecipe, data_config: Mapping[str, Any], source_size: Optional[tuple[int, int]]
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """timm's training transform for the recipe, on the uint8 ``(3, H, W)`` tensors of :mod:`sslzoo.data`.
-
-    For ``train_crop="random-crop"`` the first step (RandomResizedCrop) is replaced by ``RandomCrop(size, padding=4)``,
-    as the CIFAR recipes do; images of another size are resized (shorter side) to the model's size first.
-    """
-    size = tuple(data_config["input_size"][1:])
-    tf = create_transform(
-        input_size=data_config["input_size"],
-        is_training=True,
-        auto_augment=recipe.auto_augment,
-        interpolation=data_config["interpolation"],
-        mean=data_config["mean"],
-        std=data_config["std"],
-        re_prob=recipe.re_prob,
-        re_mode="pixel",
-        re_count=1,
-    )
-    _allow_posterize_to_zero_bits(tf)
-    if recipe.train_crop == "random-crop":
-        if not isinstance(tf.transforms[0], RandomResizedCropAndInterpolation):
-            raise RuntimeError(f"timm's training transform no longer starts with a RandomResizedCrop: {tf}")
-        crop = [transforms.RandomCrop(size, padding=4)]
-        if source_size != size:
-            crop.insert(0, transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC))
-        tf.transforms[0:1] = crop
-    return transforms.Compose([transforms.ToPILImage(), tf])
-
-
-def _posterize_any_bits(img: Any, bits_to_keep: int, **kwargs: Any) -> Any:
-    """timm's posterize, with 0 bits giving the black image that Pillow returned before version 13 (which refuses)."""
-    if bits_to_keep <= 0:
-        return Image.new(img.mode, img.size)
-    return auto_augment.posterize(img, bits_to_keep, **kwargs)
-
-
-def _allow_posterize_to_zero_bits(tf: Any) -> None:
-    """RandAugment ``inc1`` posterizes to 0 bits at magnitude 10 (about 2% of the m9-mstd0.5 magnitude draws)."""
-    for step in tf.transforms:
-        for op in getattr(step, "ops", []) if isinstance(step, auto_augment.RandAugment) else []:
-            if op.aug_fn is auto_augment.posterize:
-                op.aug_fn = _posterize_any_bits
-
-
-def _prepare_model_config(model: torch.nn.Module, recipe: FinetuneRecipe, classes: list[str]) -> None:
-    """Record the preprocessing the fine-tuned model is trained with, and its class names, in ``pretrained_cfg``.
-
-    The saved folder then carries them, so that its eval transform and label names are right without the recipe.
-    """
-    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
-    if recipe.normalize == "imagenet":
-        cfg.update(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD)
-    if recipe.eval_crop_pct is not None:
-        cfg["crop_pct"] = recipe.eval_crop_pct
-    cfg.update(num_classes=len(classes), label_names=tuple(classes))
-    model.pretrained_cfg = cfg
-    model.default_cfg = cfg
 
 
 # --------------------------------------------------------------------------------------------------- training pieces
@@ -285,87 +202,6 @@ def default_num_workers() -> int:
     return max(0, min(4, cores))
 
 
-def _describe_finetuned(
-    model: torch.nn.Module, name: str, model_name: str, dataset_name: str, results: dict[str, Any]
-) -> None:
-    """Make the configs describe the fine-tuned classifier; what it was fine-tuned from is kept as its ``origin``.
-
-    Without this the saved ``config.json`` would carry the pre-trained weights' tag and description (for example
-    "pre-trained on CIFAR-10") as if it were that model.
-    """
-    pcfg = dict(getattr(model, "pretrained_cfg", None) or {})
-    scfg = dict(getattr(model, "sslzoo_cfg", None) or {})
-    origin = {k: v for k, v in dict(
-        name=scfg.get("name") or model_name, requested_as=model_name, tag=pcfg.get("tag"),
-        description=pcfg.get("description"), sha256=scfg.get("sha256"), method=scfg.get("method"),
-    ).items() if v is not None}
-    pcfg.update(
-        tag=f"ft_{dataset_name}",
-        description=f"Fine-tuned on {dataset_name} ({results['num_classes']} classes: {', '.join(results['classes'])})"
-                    f" with the sslzoo {results['protocol']} recipe for {results['epochs']} epochs, from {model_name}.",
-    )
-    model.pretrained_cfg = model.default_cfg = pcfg
-    model.sslzoo_cfg = dict(
-        scfg, name=name, origin=origin, finetuned_from=model_name, finetune_protocol=results["protocol"],
-        finetune_dataset=dataset_name,
-        finetune=dict(dataset=dataset_name, num_classes=results["num_classes"], classes=list(results["classes"]),
-                      recipe=results["recipe"], recipe_config=results["recipe_config"], epochs=results["epochs"],
-                      best_top1=results["best_top1"], last_top1=results["last_top1"]),
-    )
-
-
-def _card(
-    *, model_name: str, dataset_name: str, recipe_name: str, recipe: FinetuneRecipe, results: dict[str, Any]
-) -> dict[str, Any]:
-    protocol = f"finetune:{recipe_name}"
-    rows = "\n".join(f"| {k} | {v} |" for k, v in recipe.to_dict().items())
-    classes = ", ".join(results["classes"])
-    body = (
-        f"Fine-tuned from `{model_name}` on {dataset_name} ({results['train_images']} training images, "
-        f"{results['test_images']} test images) for {results['epochs']} epochs with the `{recipe_name}` recipe at lr "
-        f"{results['lr']:.3g}. This folder holds the weights of the last epoch. The papers report the best test "
-        f"accuracy over epochs: best {results['best_top1']:.2f} (epoch {results['best_epoch']}), "
-        f"last {results['last_top1']:.2f}.\n\nClasses (output index order): {classes}.\n\n"
-        f"| recipe field | value |\n|---|---|\n{rows}"
-    )
-    return {
-        "description": f"{model_name} fine-tuned on {dataset_name} (protocol {protocol}).",
-        "datasets": [dataset_name],
-        "tags": ["image-classification", "fine-tuned"],
-        "results": [
-            {"dataset": dataset_name, "protocol": protocol, "metric": "top1 (best epoch)", "value": results["best_top1"]},
-            {"dataset": dataset_name, "protocol": protocol, "metric": "top1 (last epoch)", "value": results["last_top1"]},
-        ],
-        "sections": {"Fine-tuning": body},
-    }
-
-
-class _Mapped(Dataset):
-    """``(transform(image), label)`` over a dataset of ``(image, label)``."""
-
-    def __init__(self, base: Dataset, transform: Callable) -> None:
-        self.base, self.transform = base, transform
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int) -> tuple[Any, int]:
-        img, label = self.base[i]
-        return self.transform(img), label
-
-
-def _open_splits(data: Union[str, os.PathLike]) -> tuple[Dataset, Dataset, list[str]]:
-    train = sslzoo_data.open_dataset(data, "train")
-    test = sslzoo_data.open_dataset(data, "test")
-    classes = list(train.classes)
-    if len(classes) < 2:
-        raise FinetuneError(
-            f"{data} has {len(classes)} class ({', '.join(classes)}); a classifier needs at least two class folders"
-            " (one folder per class under train/ and test/)."
-        )
-    return train, test, classes
-
-
 # --------------------------------------------------------------------------------------------------- the protocol
 
 
@@ -431,17 +267,17 @@ def finetune(
             " or choose another --output folder."
         )
     dev = resolve_device(device)
-    train_base, test_base, classes = _open_splits(data)
-    train_set, test_set = _subset(train_base, limit_train, seed), _subset(test_base, limit_test, seed + 1)
+    train_base, test_base, classes = open_splits(data)
+    train_set, test_set = subset(train_base, limit_train, seed), subset(test_base, limit_test, seed + 1)
 
     torch.manual_seed(seed)  # the new head's initialisation
     model = create_model(
         model_name, pretrained=pretrained, pretrained_file=pretrained_file, num_classes=len(classes),
         drop_path_rate=rec.drop_path,
     )
-    _prepare_model_config(model, rec, classes)
-    train_ds = _Mapped(train_set, train_transform(rec, resolve_model_data_config(model), _image_size(train_base)))
-    test_ds = _Mapped(test_set, sslzoo_data.eval_transform(model))
+    prepare_model_config(model, rec, classes)
+    train_ds = Mapped(train_set, train_transform(rec, resolve_model_data_config(model), image_size(train_base)))
+    test_ds = Mapped(test_set, sslzoo_data.eval_transform(model))
     steps_per_epoch = len(train_ds) // rec.batch_size
     if steps_per_epoch == 0:
         raise FinetuneError(
@@ -516,8 +352,8 @@ def finetune(
         steps_per_epoch=steps_per_epoch, seed=seed, device=str(dev), train_wall_clock_s=round(train_s, 3),
     )
     dataset_name = Path(str(data)).name or str(data)
-    _describe_finetuned(model, out.name, model_name, dataset_name, results)
-    card = _card(model_name=model_name, dataset_name=dataset_name, recipe_name=recipe, recipe=rec, results=results)
+    describe_finetuned(model, out.name, model_name, dataset_name, results)
+    card = card_fields(model_name=model_name, dataset_name=dataset_name, recipe_name=recipe, recipe=rec, results=results)
     save_pretrained(model, out, card=card)
     write_text_atomic(out / RESULTS_NAME, json.dumps(results, indent=2) + "\n")
     return dict(results, model=model.eval())

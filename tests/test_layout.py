@@ -1,0 +1,137 @@
+"""The code's shape, checked: no import cycle, every import points down the flow, no file over 400 lines.
+
+The flow is the one docs/ARCHITECTURE.md draws; ``LAYERS`` lists it lowest first. A module may import modules of its
+own layer or a lower one, never a higher one, and nothing may import in a circle (imports inside functions count:
+a lazy import is still an arrow). Run ``python tests/test_layout.py`` to print the graph's violations.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ROOTS = {"sslzoo": REPO / "src" / "sslzoo", "training": REPO / "training"}
+MAX_LINES = 400
+
+# lowest first; a module belongs to the first layer one of whose prefixes it starts with (longest prefix wins)
+LAYERS: list[tuple[str, ...]] = [
+    ("sslzoo.errors", "sslzoo.preprocessing", "sslzoo.validation", "sslzoo.notices"),
+    ("sslzoo.registry",),
+    ("sslzoo.files", "sslzoo.vit", "sslzoo.card", "sslzoo.runlog"),
+    ("sslzoo.hub",),
+    ("sslzoo.hub_folder",),
+    ("sslzoo.convert",),
+    ("sslzoo.weights",),
+    ("sslzoo.models", "sslzoo.torch_hub"),
+    ("sslzoo.data",),
+    ("sslzoo.eval", "sslzoo.attention", "sslzoo.published"),
+    ("sslzoo.cli", "sslzoo"),
+    ("training",),
+]
+
+
+def module_name(path: Path) -> str:
+    for top, root in ROOTS.items():
+        if path.is_relative_to(root):
+            parts = [top, *path.relative_to(root).with_suffix("").parts]
+            return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    raise ValueError(path)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for root in ROOTS.values() for p in sorted(root.rglob("*.py"))}
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """The project modules ``name`` imports anywhere in its file (top level or inside functions)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            # `from pkg import mod` imports the module; `from mod import name` the module that defines the name
+            targets = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in known] or [base]
+        else:
+            continue
+        for t in targets:
+            while t and t not in known:  # `import a.b.c` imports a.b.c; `from a import b` may name a module or not
+                t = t.rpartition(".")[0]
+            if t and t != name:
+                out.add(t)
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {name: imports_of(name, path, set(mods)) for name, path in mods.items()}
+
+
+def layer(name: str) -> int:
+    best, found = -1, None
+    for i, prefixes in enumerate(LAYERS):
+        for p in prefixes:
+            if (name == p or name.startswith(p + ".")) and len(p) > best:
+                best, found = len(p), i
+    if found is None:
+        raise AssertionError(f"{name} is in no layer of tests/test_layout.py LAYERS: add it where it belongs")
+    return found
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    found, state, stack = [], {}, []
+
+    def visit(n: str) -> None:
+        state[n] = "open"
+        stack.append(n)
+        for m in sorted(edges.get(n, ())):
+            if state.get(m) == "open":
+                found.append(stack[stack.index(m):] + [m])
+            elif m not in state:
+                visit(m)
+        stack.pop()
+        state[n] = "done"
+
+    for n in sorted(edges):
+        if n not in state:
+            visit(n)
+    return found
+
+
+def upward_imports(edges: dict[str, set[str]]) -> list[str]:
+    return [f"{a} (layer {layer(a)}) imports {b} (layer {layer(b)})"
+            for a, targets in sorted(edges.items()) for b in sorted(targets) if layer(b) > layer(a)]
+
+
+def test_the_import_graph_has_no_cycle():
+    assert cycles(graph()) == []
+
+
+def test_every_import_points_down_the_flow():
+    assert upward_imports(graph()) == []
+
+
+def test_the_graph_reader_sees_lazy_and_relative_imports():
+    edges = graph()
+    assert "sslzoo.hub" in edges["sslzoo.cli"]  # imported inside a command function
+    assert "sslzoo.files" in edges["sslzoo.data.cache"]  # `from .. import files`
+    assert {"sslzoo.vit", "sslzoo.hub"} <= edges["sslzoo.hub_folder"]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_no_file_is_over_400_lines():
+    long = {str(p.relative_to(REPO)): n for p in modules().values()
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+if __name__ == "__main__":
+    g = graph()
+    print("\n".join(["cycles:", *map(" -> ".join, cycles(g)), "upward:", *upward_imports(g)]))
+    sys.exit(0)
