@@ -3,7 +3,7 @@
 Resolution order, later wins: :data:`DEFAULTS` -> the recipe -> the recipe's ``profiles.<name>`` (``--profile``) ->
 ``--set key.sub=value`` -> the named flags (``--arch``, ``--epochs`` ...). The resolved config is a plain nested dict,
 written to ``config.yaml`` in the run folder; method and framework sections are validated by the dataclasses of
-``training.methods``.
+``training.methods`` when the method builds itself, and ``--method`` takes the names of ``training.methods.METHODS``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from typing import Any
 import yaml
 
 from sslzoo.errors import SslzooError
+from sslzoo.runlog import AMP_MODES
 from sslzoo.validation import int_at_least, positive
+from training.methods import METHODS
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 
@@ -35,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 512,  # global
     "seed": 0,
     "device": None,  # cpu | cuda | None (cuda when available)
-    "amp": "bf16",  # bf16 | fp16 | none; CUDA only, CPU runs are fp32
+    "amp": "bf16",  # bf16 | fp16 | auto | none; CUDA only, CPU runs are fp32 (sslzoo.runlog.amp_dtype)
     "optim": {
         "base_lr": 1.5e-4,  # per 256 images: lr = base_lr * batch_size / 256
         "min_lr": 0.0,
@@ -139,7 +141,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.pretrain",
                                 description="Self-supervised pre-training of a ViT with a recipe and overrides.")
     p.add_argument("--recipe", help="recipe name in training/recipes or a YAML path (default: the method's recipe)")
-    p.add_argument("--method", choices=["mocov3", "dino", "aps", "patchmix", "ccrop", "adclr"])
+    p.add_argument("--method", choices=list(METHODS))
     p.add_argument("--profile", help="apply the recipe's profiles.<name> overrides (e.g. quick: a small CPU run)")
     p.add_argument("--arch", help="vit_{pico,micro,tiny,small,base}_patch{p}_{img}, a registry or timm name")
     p.add_argument("--data", help="training data: ImageFolder root, CIFAR/STL folder or cifar10/cifar100/stl10")
@@ -163,6 +165,8 @@ def parser() -> argparse.ArgumentParser:
 def validate(cfg: dict[str, Any]) -> None:
     """Refuse lengths, sizes and rates that cannot train, whichever of recipe, --set or flag gave them."""
     int_at_least("batch_size", cfg["batch_size"])
+    if cfg["amp"] not in (*AMP_MODES, "fp32", None):
+        raise ConfigError(f"amp must be one of {list(AMP_MODES)}, got {cfg['amp']!r} (--set amp=...).")
     if cfg["steps"] is not None:
         int_at_least("steps", cfg["steps"])
     else:

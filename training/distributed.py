@@ -19,6 +19,8 @@ import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 from torch import Tensor, nn
 
+from sslzoo.runlog import resolve_device
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -38,12 +40,13 @@ def init_distributed(device: str | None = None) -> DistEnv:
     """Join the torchrun job described by RANK/WORLD_SIZE/LOCAL_RANK (gloo on CPU, NCCL on CUDA), if any.
 
     Args:
-        device: ``cpu``, ``cuda`` or None (CUDA when available).
+        device: ``cpu``, ``cuda`` (this process's GPU: its local rank) or None (CUDA when available); see
+            :func:`sslzoo.runlog.resolve_device` (a CUDA device where there is none is its ``DeviceError``).
     """
-    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
+    dev = resolve_device(device, index=local)
+    use_cuda = dev.type == "cuda"
     if use_cuda:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():

@@ -12,9 +12,6 @@ One iteration is one global batch of images; APS makes ``nsampling`` optimizer s
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import json
 import logging
 import math
@@ -31,8 +28,8 @@ import torch
 import yaml
 
 from sslzoo.errors import SslzooError
-from sslzoo.files import write_text_atomic
 from sslzoo.notices import show_notices
+from sslzoo.runlog import CsvLog, amp_dtype, autocast
 from training import distributed
 from training.checkpoint import CHECKPOINT_NAME, find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from training.config import resolve
@@ -78,10 +75,8 @@ class Trainer:
         return self.batches.iters_per_epoch * self.method.substeps
 
     def autocast(self):
-        amp = self.cfg["amp"]
-        if self.env.device.type != "cuda" or amp in (None, "none", "fp32"):
-            return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+        """Mixed precision as ``cfg['amp']`` says (CUDA only; CPU runs are fp32)."""
+        return autocast(self.env.device, amp_dtype(self.env.device, self.cfg["amp"]))
 
 
 def environment(env: distributed.DistEnv) -> dict[str, Any]:
@@ -118,7 +113,7 @@ def build(cfg: dict[str, Any], env: distributed.DistEnv) -> Trainer:
     opt = cfg["optim"]
     optimizer = torch.optim.AdamW(param_groups(method, decay_all=opt["decay_all"]), lr=0.0,
                                   betas=tuple(opt["betas"]), weight_decay=opt["weight_decay"])
-    scaler = torch.amp.GradScaler("cuda", enabled=env.device.type == "cuda" and cfg["amp"] == "fp16")
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype(env.device, cfg["amp"]) == torch.float16)
     monitor = None
     log = cfg["log"]
     if env.is_main and (log["knn_every_epochs"] or log["knn_every_steps"]):
@@ -230,39 +225,6 @@ def train_iteration(tr: Trainer) -> dict[str, float]:
     return {k: (v / method.substeps if k not in ("lr", "wd", "momentum") else v) for k, v in sums.items()}
 
 
-class CsvLog:
-    """log.csv of the run (rank 0), appended to on resume."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.fields = path, None
-
-    def rewind(self, iteration: int) -> None:
-        """Drop the rows logged after ``iteration``: a resumed run repeats those iterations, and one timeline per
-        file keeps curves (e.g. kNN against epoch) free of duplicate points."""
-        if not self.path.exists():
-            return
-        with open(self.path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-        kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= iteration]
-        if len(kept) < len(rows):
-            out = io.StringIO()
-            csv.writer(out).writerows(kept)
-            write_text_atomic(self.path, out.getvalue())
-
-    def write(self, row: dict[str, Any]) -> None:
-        new = not self.path.exists()
-        if self.fields is None:
-            if not new:
-                with open(self.path, newline="", encoding="utf-8") as f:
-                    self.fields = next(csv.reader(f), None)
-            self.fields = self.fields or list(row)
-        with open(self.path, "a", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-
-
 def _knn_due(tr: Trainer) -> bool:
     log, it = tr.cfg["log"], tr.iteration
     ipe = tr.batches.iters_per_epoch
@@ -323,9 +285,8 @@ def fit(tr: Trainer, *, stop_at: int | None = None) -> Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{terms['lr']:.2e}")
         ipe = tr.batches.iters_per_epoch
-        if tr.iteration % ipe == 0 and tr.method.crops is not None:
-            tr.method.crops.end_of_epoch(tr.iteration // ipe - 1, tr.method.framework.backbone, tr.data.images,
-                                         tr.method.normalize, env.device)
+        if tr.iteration % ipe == 0:
+            tr.method.end_of_epoch(tr.iteration // ipe - 1, tr.data.images, env.device)
         # the checkpoint comes before monitoring, so that nothing the monitor does can lose trained iterations
         if tr.iteration % cfg["ckpt_every"] == 0 or tr.iteration == tr.total_iters:
             write_checkpoint(tr)
@@ -358,7 +319,8 @@ def train(cfg: dict[str, Any], *, stop_at: int | None = None) -> Trainer:
     if path is not None:
         restore(tr, path)
         if tr.env.is_main:
-            CsvLog(tr.run_dir / LOG_NAME).rewind(tr.iteration)
+            # the rows logged after the checkpoint are repeated by the resumed run: one timeline per file
+            CsvLog(tr.run_dir / LOG_NAME).rewind(tr.iteration, key="iteration")
     elif tr.env.is_main and find_checkpoint(tr.run_dir) is not None:
         raise SslzooError(f"{tr.run_dir} already holds a checkpoint; pass --resume auto to continue it or choose "
                           "another --output.")

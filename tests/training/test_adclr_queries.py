@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from training.views import adclr_queries as aq
-from training.views.augment import ViewPipeline, dino_query, resized_crops
+from training.views.crops import resized_crops
+from training.views.pipeline import ViewPipeline
+from training.views.presets import dino_query
 
 
 def _gen(seed: int) -> torch.Generator:

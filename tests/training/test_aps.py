@@ -9,7 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from training.views import aps
-from training.views.augment import ViewConfigError, ViewGeometry, aps_cifar, sample_crop_boxes
+from training.errors import ViewConfigError
+from training.frameworks.tokens import encode_subset
+from training.views.crops import ViewGeometry, sample_crop_boxes
+from training.views.presets import aps_cifar
 
 SETTINGS = settings(max_examples=20, deadline=None)
 SOURCE = 32  # CIFAR source side
@@ -183,13 +186,13 @@ def test_encode_subset_is_the_plain_forward_on_the_full_grid_and_ignores_order(n
     full = torch.arange(64).expand(3, -1)
     with torch.no_grad():
         plain = vit.forward_head(vit.forward_features(images), pre_logits=True)
-        torch.testing.assert_close(aps.encode_subset(vit, images, full), plain, atol=1e-5, rtol=0)
+        torch.testing.assert_close(encode_subset(vit, images, full), plain, atol=1e-5, rtol=0)
         subset = aps.sparse_subsets(3, 8, 0.25, 1, _gen(6))[:, 0]
         reordered = subset.flip(1)
-        a, b = aps.encode_subset(vit, images, subset), aps.encode_subset(vit, images, reordered)
+        a, b = encode_subset(vit, images, subset), encode_subset(vit, images, reordered)
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
         assert (a - plain).abs().max() > 1e-3
         # a patch keeps its own position: moving the embedding of an unselected cell changes nothing
         unselected = int(torch.tensor([i for i in range(64) if i not in subset[0].tolist()])[0])
         vit.pos_embed[0, unselected + (0 if no_embed_class else 1)] += 5
-        torch.testing.assert_close(aps.encode_subset(vit, images, subset)[0], a[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(encode_subset(vit, images, subset)[0], a[0], atol=1e-5, rtol=0)

@@ -11,8 +11,11 @@ import torchvision.transforms.v2.functional as TF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.views import augment as A
-from training.views.rrc import TwoViews, two_views
+from training.errors import ViewConfigError
+from training.methods import build_method
+from training.views import color, presets
+from training.views import crops as C
+from training.views.pipeline import ViewPipeline, ViewPipelineConfig
 
 SETTINGS = settings(max_examples=15, deadline=None)
 
@@ -41,8 +44,8 @@ def ks_critical(n: int, m: int, *, c: float = 1.95) -> float:
 def test_resized_crops_match_torchvision_image_by_image(height, width, size, mode, seed):
     g = _gen(seed)
     images = torch.rand(6, 3, height, width, generator=g)
-    boxes = A.sample_crop_boxes(6, height, width, scale=(0.05, 1.0), generator=g)
-    ours = A.resized_crops(images, boxes, size, interpolation=mode)
+    boxes = C.sample_crop_boxes(6, height, width, scale=(0.05, 1.0), generator=g)
+    ours = C.resized_crops(images, boxes, size, interpolation=mode)
     interp = TF.InterpolationMode.BILINEAR if mode == "bilinear" else TF.InterpolationMode.BICUBIC
     ref = torch.stack([
         TF.resized_crop(img, *[int(v) for v in box], size=[size, size], interpolation=interp, antialias=False)
@@ -57,16 +60,17 @@ def test_bicubic_overshoot_is_clamped_so_colour_jitter_stays_finite():
     images = torch.zeros(4, 3, 16, 16)
     images[:, :, :, ::2] = 1.0  # a stripe pattern: bicubic rings well outside [0, 1]
     boxes = torch.tensor([[0.0, 0.0, 16.0, 5.0]]).repeat(4, 1)
-    crops = A.resized_crops(images, boxes, 32, interpolation="bicubic")
+    crops = C.resized_crops(images, boxes, 32, interpolation="bicubic")
     assert float(crops.min()) >= 0.0 and float(crops.max()) <= 1.0
-    jittered = A.color_jitter(crops, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, p=1.0, generator=_gen(0))
+    jittered = color.color_jitter(crops, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, p=1.0,
+                                   generator=_gen(0))
     assert bool(torch.isfinite(jittered).all())
 
 
 @SETTINGS
 @given(height=st.integers(4, 64), width=st.integers(4, 64), lo=st.floats(0.01, 1.0), seed=st.integers(0, 2**16))
 def test_crop_boxes_are_integer_and_inside_the_image(height, width, lo, seed):
-    boxes = A.sample_crop_boxes(64, height, width, scale=(lo, 1.0), generator=_gen(seed))
+    boxes = C.sample_crop_boxes(64, height, width, scale=(lo, 1.0), generator=_gen(seed))
     top, left, h, w = boxes.unbind(1)
     assert torch.equal(boxes, boxes.round())
     assert bool(((h >= 1) & (w >= 1) & (top >= 0) & (left >= 0)).all())
@@ -75,20 +79,20 @@ def test_crop_boxes_are_integer_and_inside_the_image(height, width, lo, seed):
 
 def test_crop_boxes_follow_torchvision_law():
     n, height, width, scale = 4000, 40, 60, (0.1, 1.0)
-    ours = A.sample_crop_boxes(n, height, width, scale=scale, generator=_gen(0))
+    ours = C.sample_crop_boxes(n, height, width, scale=scale, generator=_gen(0))
     torch.manual_seed(0)
     ref = torch.tensor([T.RandomResizedCrop.get_params(torch.empty(3, height, width), list(scale), [3 / 4, 4 / 3])
                         for _ in range(n)], dtype=torch.float32)
     for column in range(4):  # top, left, height, width
         assert ks_statistic(ours[:, column], ref[:, column]) < ks_critical(n, n)
     # and the law is not trivially matched: a different scale range is rejected
-    other = A.sample_crop_boxes(n, height, width, scale=(0.5, 1.0), generator=_gen(1))
+    other = C.sample_crop_boxes(n, height, width, scale=(0.5, 1.0), generator=_gen(1))
     assert ks_statistic(other[:, 2] * other[:, 3], ref[:, 2] * ref[:, 3]) > ks_critical(n, n)
 
 
 def test_crop_boxes_fall_back_to_the_centre_crop():
     # a 10 x 100 image cannot hold 90 % of its area at an aspect ratio within (3/4, 4/3): centre crop, ratio 4/3
-    boxes = A.sample_crop_boxes(5, 10, 100, scale=(0.9, 1.0), generator=_gen(0))
+    boxes = C.sample_crop_boxes(5, 10, 100, scale=(0.9, 1.0), generator=_gen(0))
     expected = torch.tensor([0.0, (100 - 13) // 2, 10, 13]).expand(5, 4)
     assert torch.equal(boxes, expected)
 
@@ -99,15 +103,15 @@ def test_colour_ops_match_torchvision_image_by_image():
     factors = 0.3 + 1.4 * torch.rand(8, generator=g)
     shifts = torch.rand(8, generator=g) - 0.5
     pairs = [
-        (A.adjust_brightness, TF.adjust_brightness, factors),
-        (A.adjust_contrast, TF.adjust_contrast, factors),
-        (A.adjust_saturation, TF.adjust_saturation, factors),
-        (A.adjust_hue, TF.adjust_hue, shifts),
+        (color.adjust_brightness, TF.adjust_brightness, factors),
+        (color.adjust_contrast, TF.adjust_contrast, factors),
+        (color.adjust_saturation, TF.adjust_saturation, factors),
+        (color.adjust_hue, TF.adjust_hue, shifts),
     ]
     for ours, theirs, values in pairs:
         ref = torch.stack([theirs(img, float(v)) for img, v in zip(images, values)])
         torch.testing.assert_close(ours(images, values), ref, atol=1e-5, rtol=0, msg=ours.__name__)
-    gray = A.grayscale(images, p=1.0, generator=g)
+    gray = color.grayscale(images, p=1.0, generator=g)
     torch.testing.assert_close(gray, TF.rgb_to_grayscale(images, num_output_channels=3), atol=1e-6, rtol=0)
 
 
@@ -116,19 +120,19 @@ def test_blur_matches_torchvision_image_by_image():
     images = torch.rand(5, 3, 16, 16, generator=g)
     sigmas = 0.1 + 1.9 * torch.rand(5, generator=g)
     ref = torch.stack([TF.gaussian_blur(img, [5, 5], [float(s), float(s)]) for img, s in zip(images, sigmas)])
-    torch.testing.assert_close(A.blur(images, sigmas, 5), ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(color.blur(images, sigmas, 5), ref, atol=1e-5, rtol=0)
 
 
 def test_solarize_inverts_bright_pixels_only():
     images = torch.rand(4, 3, 8, 8, generator=_gen(5))
-    out = A.solarize(images, p=1.0, generator=_gen(0))
+    out = color.solarize(images, p=1.0, generator=_gen(0))
     assert torch.equal(out, torch.where(images >= 0.5, 1 - images, images))
-    assert torch.equal(A.solarize(images, p=0.0, generator=_gen(0)), images)
+    assert torch.equal(color.solarize(images, p=0.0, generator=_gen(0)), images)
 
 
 def test_jitter_is_applied_with_probability_p():
     images = 0.1 + 0.6 * torch.rand(2000, 3, 2, 2, generator=_gen(6))  # x 1.4 stays below 1: no clamping
-    out = A.color_jitter(images, brightness=0.4, contrast=0, saturation=0, hue=0, p=0.3, generator=_gen(1))
+    out = color.color_jitter(images, brightness=0.4, contrast=0, saturation=0, hue=0, p=0.3, generator=_gen(1))
     changed = (out - images).flatten(1).abs().amax(1) > 0
     assert abs(changed.float().mean().item() - 0.3) < 0.04
     ratio = (out / images)[changed].flatten(1)
@@ -138,12 +142,12 @@ def test_jitter_is_applied_with_probability_p():
 
 
 OPS = {
-    "jitter": lambda x, g: A.color_jitter(x, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=0.8,
+    "jitter": lambda x, g: color.color_jitter(x, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p=0.8,
                                           generator=g),
-    "gray": lambda x, g: A.grayscale(x, p=0.5, generator=g),
-    "blur": lambda x, g: A.gaussian_blur(x, p=0.5, generator=g),
-    "solarize": lambda x, g: A.solarize(x, p=0.5, generator=g),
-    "pipeline": lambda x, g: A.ViewPipeline(A.patchmix_cifar(2))(x, g)[0],
+    "gray": lambda x, g: color.grayscale(x, p=0.5, generator=g),
+    "blur": lambda x, g: color.gaussian_blur(x, p=0.5, generator=g),
+    "solarize": lambda x, g: color.solarize(x, p=0.5, generator=g),
+    "pipeline": lambda x, g: ViewPipeline(presets.patchmix_cifar(2))(x, g)[0],
 }
 
 
@@ -157,10 +161,10 @@ def test_ops_are_deterministic_for_a_fixed_generator(name):
 
 def test_pipeline_uses_given_boxes_and_reports_flips():
     images = torch.rand(32, 3, 24, 24, generator=_gen(8))
-    cfg = A.ViewPipelineConfig(size=16, flip_p=0.5, jitter_p=0.0, gray_p=0.0, mean=(0, 0, 0), std=(1, 1, 1))
-    boxes = A.sample_crop_boxes(32, 24, 24, scale=(0.2, 1.0), generator=_gen(9))
-    views, geom = A.ViewPipeline(cfg)(images, _gen(10), boxes=boxes)
-    crops = A.resized_crops(images, boxes, 16)
+    cfg = ViewPipelineConfig(size=16, flip_p=0.5, jitter_p=0.0, gray_p=0.0, mean=(0, 0, 0), std=(1, 1, 1))
+    boxes = C.sample_crop_boxes(32, 24, 24, scale=(0.2, 1.0), generator=_gen(9))
+    views, geom = ViewPipeline(cfg)(images, _gen(10), boxes=boxes)
+    crops = C.resized_crops(images, boxes, 16)
     assert torch.equal(geom.boxes, boxes)
     assert 0 < int(geom.flipped.sum()) < 32
     expected = torch.where(geom.flipped.view(-1, 1, 1, 1), crops.flip(-1), crops)
@@ -168,30 +172,40 @@ def test_pipeline_uses_given_boxes_and_reports_flips():
 
 
 def test_pipeline_normalises():
-    cfg = A.ViewPipelineConfig(size=8, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0, jitter_p=0, gray_p=0)
+    cfg = ViewPipelineConfig(size=8, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0, jitter_p=0, gray_p=0)
     images = torch.full((2, 3, 8, 8), 0.5)
-    views, _ = A.ViewPipeline(cfg)(images, _gen(0))
+    views, _ = ViewPipeline(cfg)(images, _gen(0))
     expected = (0.5 - torch.tensor(cfg.mean)) / torch.tensor(cfg.std)
     torch.testing.assert_close(views[:, :, 0, 0], expected.expand(2, 3))
 
 
 def test_presets_follow_the_methods():
-    aps = A.aps_cifar()
+    aps = presets.aps_cifar()
     assert (aps.scale, aps.blur_p, aps.solarize_p) == ((0.15, 1.0), 0.0, 0.0)
-    v1, v2 = A.patchmix_cifar(1), A.patchmix_cifar(2)
+    v1, v2 = presets.patchmix_cifar(1), presets.patchmix_cifar(2)
     assert (v1.blur_p, v1.solarize_p, v2.blur_p, v2.solarize_p) == (1.0, 0.0, 0.1, 0.2)
-    assert A.ccrop_cifar().scale == (0.2, 1.0)
-    assert A.dino_query().flip_p == 0.0
-    with pytest.raises(A.ViewConfigError, match="views 1 and 2"):
-        A.patchmix_cifar(3)
-    with pytest.raises(A.ViewConfigError, match="scale"):
-        A.sample_crop_boxes(2, 8, 8, scale=(0.5, 0.1), generator=_gen(0))
+    assert presets.ccrop_cifar().scale == (0.2, 1.0)
+    assert presets.dino_query().flip_p == 0.0
+    with pytest.raises(ViewConfigError, match="views 1 and 2"):
+        presets.patchmix_cifar(3)
+    with pytest.raises(ViewConfigError, match="scale"):
+        C.sample_crop_boxes(2, 8, 8, scale=(0.5, 0.1), generator=_gen(0))
 
 
-def test_two_views_are_independent_and_reproducible():
+def test_a_methods_views_are_drawn_in_order_from_the_one_generator():
+    # the training's two views: view 1 then view 2 from the iteration's generator, so that a seed (and every rank,
+    # which draws the views of the global batch) reproduces them; two different crops of every image
+    cfg = {"method": "patchmix", "arch": "vit_pico_patch8_32", "views": {"mean_std": "cifar"},
+           "framework": {"projector": {"hidden": 16, "out": 8}, "predictor": {"hidden": 16, "out": 8}}}
+    method = build_method(cfg, num_images=8, total_epochs=1, device=torch.device("cpu"))
     images = torch.rand(8, 3, 32, 32, generator=_gen(12))
-    p = A.ViewPipeline(A.mocov3_cifar())
-    (x1, g1), (x2, g2) = two_views(images, p, p, _gen(3))
-    (y1, _), (y2, _) = TwoViews(p, p)(images, _gen(3))
-    assert torch.equal(x1, y1) and torch.equal(x2, y2)
-    assert not torch.equal(g1.boxes, g2.boxes)
+    views = method.views(images, torch.arange(8), _gen(3), 0)
+    g = _gen(3)
+    (x1, geom1), (x2, geom2) = (pipeline(images, g) for pipeline in method.pipelines[:2])
+    assert torch.equal(views["x1"], x1) and torch.equal(views["x2"], x2)
+    assert method.pipelines[0].cfg.blur_p != method.pipelines[1].cfg.blur_p  # the order of the two is seen
+    assert not torch.equal(geom1.boxes, geom2.boxes)  # the second view's crop is a fresh draw
+    again = method.views(images, torch.arange(8), _gen(3), 0)
+    other = method.views(images, torch.arange(8), _gen(4), 0)
+    assert all(torch.equal(views[k], again[k]) for k in views)
+    assert not torch.equal(views["x1"], other["x1"])

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from test_augment import ks_statistic  # tests/training is on sys.path (rootdir-relative test modules)
 from training.views import contrastive_crop as cc
-from training.views.augment import ViewConfigError, ViewPipeline, ccrop_cifar
+from training.errors import ViewConfigError
+from training.views.pipeline import ViewPipeline
+from training.views.presets import ccrop_cifar
 
 SETTINGS = settings(max_examples=20, deadline=None)
 

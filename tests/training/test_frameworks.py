@@ -14,7 +14,7 @@ from training.frameworks.heads import DINOHead, DINOHeadSpec, MLPHead, MLPSpec
 from training.frameworks.mocov3 import MoCoV3
 from training.config import resolve
 from training.methods import MethodConfigError, build_method
-from training.views.augment import mocov3_cifar
+from training.views.presets import mocov3_cifar
 
 
 def pico():
@@ -58,33 +58,51 @@ def test_dino_head_with_bn_normalises_each_position_of_a_token_batch() -> None:
     assert torch.allclose(out.reshape(15, 50), head(tokens.reshape(15, 64)), atol=1e-5)
 
 
-def test_momentum_update_and_keys_without_grad() -> None:
-    fw = MoCoV3(pico(), MLPSpec(32, 16), MLPSpec(32, 16, layers=2, last_bn=False), momentum_encoder=True)
+def _perturb(*modules: nn.Module) -> None:
+    """Move every parameter of the online ``modules`` away from its twin's, each by its own amount."""
+    g = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for p in fw.backbone.parameters():
-            p.add_(1.0)
-    before = [p.clone() for p in fw.momentum_backbone.parameters()]
-    fw.update_momentum(0.9)
-    for b, q, k in zip(before, fw.backbone.parameters(), fw.momentum_backbone.parameters()):
-        assert torch.allclose(k, 0.9 * b + 0.1 * q)
+        for module in modules:
+            for p in module.parameters():
+                p.add_(1.0 + torch.rand(p.shape, generator=g))
+
+
+def _assert_ema_of_every_twin(fw: nn.Module, prefix: str, m: float, before: dict[str, torch.Tensor]) -> None:
+    """Every parameter ``{prefix}X`` of ``fw`` is m * its old value + (1 - m) * the online parameter ``X``."""
+    online = dict(fw.named_parameters())
+    twins = [n for n in online if n.startswith(prefix)]
+    assert twins and set(twins) == set(before)
+    for name in twins:
+        expected = m * before[name] + (1 - m) * online[name[len(prefix):]]
+        torch.testing.assert_close(online[name], expected, atol=1e-6, rtol=0, msg=name)
+
+
+def test_momentum_update_covers_encoder_and_projector_and_keys_have_no_grad() -> None:
+    fw = MoCoV3(pico(), MLPSpec(32, 16), MLPSpec(32, 16, layers=2, last_bn=False), momentum_encoder=True)
+    assert {n.split(".")[0] for n, _ in fw.named_parameters() if n.startswith("momentum_")} == {
+        "momentum_backbone", "momentum_projector"}
+    _perturb(fw.backbone, fw.projector, fw.predictor)
+    before = {n: p.clone() for n, p in fw.named_parameters() if n.startswith("momentum_")}
+    fw.update_ema(0.9)
+    _assert_ema_of_every_twin(fw, "momentum_", 0.9, before)  # backbone -> momentum backbone, projector -> its twin
     keys = fw.keys(torch.randn(4, 3, 32, 32))
     assert not keys.requires_grad and keys.shape == (4, 16)
     plain = MoCoV3(pico(), MLPSpec(32, 16), MLPSpec(32, 16), momentum_encoder=False)
-    assert plain.momentum_backbone is None and plain.eval_backbone() is plain.backbone
-    with pytest.raises(ValueError, match="predictor"):
+    assert plain.momentum_backbone is None and plain.eval_backbone() is plain.backbone and plain.ema_pairs() == []
+    with pytest.raises(MethodConfigError, match="predictor"):
         MoCoV3(pico(), MLPSpec(32, 16), MLPSpec(32, 8), momentum_encoder=False)
+    with pytest.raises(MethodConfigError, match="at least one layer"):
+        MLPHead(8, MLPSpec(16, 8, layers=0))
 
 
-def test_dino_teacher_ema() -> None:
+def test_dino_teacher_ema_covers_backbone_and_head() -> None:
     fw = DINO(pico(), DINOHeadSpec(out_dim=20, hidden=16, bottleneck=8))
     assert all(not p.requires_grad for p in fw.teacher_backbone.parameters())
-    with torch.no_grad():
-        for p in fw.head.parameters():
-            p.mul_(2.0)
-    before = [p.clone() for p in fw.teacher_head.parameters()]
-    fw.update_teacher(0.996)
-    for b, s, t in zip(before, fw.head.parameters(), fw.teacher_head.parameters()):
-        assert torch.allclose(t, 0.996 * b + 0.004 * s)
+    _perturb(fw.backbone, fw.head)
+    before = {n: p.clone() for n, p in fw.named_parameters() if n.startswith("teacher_")}
+    assert any(n.startswith("teacher_backbone.") for n in before) and any(n.startswith("teacher_head.") for n in before)
+    fw.update_ema(0.996)
+    _assert_ema_of_every_twin(fw, "teacher_", 0.996, before)
     assert fw.eval_backbone() is fw.teacher_backbone
 
 
@@ -168,3 +186,54 @@ def test_views_base_refuses_unknown_names_and_a_conflicting_dino_global_scale() 
     cfg["framework"]["global_scale"] = [0.2, 1.0]
     dino = build_method(cfg, num_images=10, total_epochs=1, device=torch.device("cpu"))
     assert dino.pipelines[0].cfg.blur_p == 0.0 and dino.pipelines[1].cfg.solarize_p == 0.0
+
+
+def test_every_method_has_a_recipe_and_the_cli_offers_every_method() -> None:
+    from training.config import RECIPES, parser
+    from training.methods import METHODS
+
+    assert set(METHODS) == {p.stem for p in RECIPES.glob("*.yaml")}
+    method_flag = next(a for a in parser()._actions if "--method" in a.option_strings)
+    assert list(method_flag.choices) == list(METHODS)
+
+
+def test_a_seventh_method_is_one_class_and_one_entry_in_methods(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the extension path: a Method subclass (here: MoCo v3 with a method_args section) and its line in METHODS
+    from dataclasses import dataclass
+
+    from training.methods import METHODS, MoCoV3Method
+
+    @dataclass
+    class Weighted:
+        weight: float = 1.0
+
+    class WeightedMoCo(MoCoV3Method):
+        args_type = Weighted
+
+        def __init__(self, framework, settings, args: Weighted) -> None:
+            super().__init__(framework, settings)
+            self.weight = args.weight
+
+        def forward(self, inputs, substep, ctx):
+            return {"loss": self.weight * super().forward(inputs, substep, ctx)["loss"]}
+
+    monkeypatch.setitem(METHODS, "weighted", WeightedMoCo)
+    cfg = resolve(["--recipe", "mocov3", "--method", "weighted", "--arch", "vit_pico_patch8_32",
+                   "--set", "method_args.weight=0.5"])
+    method = build_method(cfg, num_images=4, total_epochs=1, device=torch.device("cpu"))
+    assert type(method) is WeightedMoCo and method.weight == 0.5 and len(method.pipelines) == 2
+    cfg["method_args"] = {"wieght": 1}
+    with pytest.raises(MethodConfigError, match="unknown method_args setting"):
+        build_method(cfg, num_images=4, total_epochs=1, device=torch.device("cpu"))
+
+
+def test_base_framework_applies_to_contrastive_crop_only() -> None:
+    cfg = _cfg("ccrop")
+    cfg.update(base="dino", framework={"head": {"out_dim": 64, "hidden": 32, "bottleneck": 16}})
+    method = build_method(cfg, num_images=10, total_epochs=1, device=torch.device("cpu"))
+    assert type(method).__name__ == "CCropDINOMethod" and method.crops.bank.boxes.shape == (10, 4)
+    assert method.extra_state()["crops"]["updates"] == 0
+    cfg = _cfg("aps")
+    cfg["base"] = "dino"
+    with pytest.raises(MethodConfigError, match="only a plug-in method"):
+        build_method(cfg, num_images=10, total_epochs=1, device=torch.device("cpu"))

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.views.augment import ViewConfigError
+from training.errors import ViewConfigError
 from training.views.patchmix import mix_targets, patch_mix
 
 SETTINGS = settings(max_examples=25, deadline=None)

@@ -34,10 +34,8 @@ from sslzoo.vit import build_vit
 
 # Training-only sizes for CPU runs and tests (not published architectures).
 # ``micro`` is the sslzoo registry's zoo size (published at patch 8); ``pico`` is for tests only.
-CPU_SIZES: dict[str, dict[str, int]] = {
-    "pico": dict(embed_dim=64, depth=2, num_heads=2),
-    registry.MICRO.name: dict(embed_dim=registry.MICRO.embed_dim, depth=registry.MICRO.depth,
-                              num_heads=registry.MICRO.num_heads),
+CPU_SIZES: dict[str, registry.Size] = {
+    s.name: s for s in (registry.Size("pico", "p", embed_dim=64, depth=2, num_heads=2), registry.MICRO)
 }
 INIT_STYLES = ("timm", "mocov3", "pytorch")
 _NAME = re.compile(r"^(?:(?P<method>[a-z0-9]+)_)?vit_(?P<size>[a-z]+)_patch(?P<patch>\d+)_(?P<img>\d+)$")
@@ -47,30 +45,19 @@ class BackboneError(SslzooError, ValueError):
     """An architecture that training cannot build."""
 
 
-def _method_args(method: str | None, size: str, embed_dim: int, num_heads: int) -> tuple[dict[str, Any], float, str]:
-    spec = registry.METHODS.get(method or "")
-    if spec is None:
-        return dict(qkv_bias=True), 1e-6, "learn"
-    heads = spec.small_heads if size == "small" else num_heads
-    return dict(qkv_bias=spec.qkv_bias, num_heads=heads), spec.norm_eps, spec.pos_embed
-
-
 def _from_name(name: str, method: str | None, kwargs: dict[str, Any]) -> VisionTransformer | None:
     match = _NAME.match(name)
     if match is None:
         return None
-    size = match["size"]
-    if size in CPU_SIZES:
-        dims = dict(CPU_SIZES[size])
-    elif size in registry.SIZES:
-        s = registry.SIZES[size]
-        dims = dict(embed_dim=s.embed_dim, depth=s.depth, num_heads=s.num_heads)
-    else:
-        raise BackboneError(f"unknown ViT size {size!r} in {name!r}; use one of "
+    size = CPU_SIZES.get(match["size"]) or registry.SIZES.get(match["size"])
+    if size is None:
+        raise BackboneError(f"unknown ViT size {match['size']!r} in {name!r}; use one of "
                             f"{sorted(CPU_SIZES) + sorted(registry.SIZES)}.")
-    extra, eps, pos = _method_args(match["method"] or method, size, dims["embed_dim"], dims["num_heads"])
-    args = dict(dims, **extra, img_size=int(match["img"]), patch_size=int(match["patch"]), class_token=True,
-                global_pool="token", num_classes=0)
+    method = match["method"] or method
+    # the registry's rule for a method's official ViT; a method the registry does not know gets timm's plain ViT
+    args, eps, pos = registry.vit_args(method if method in registry.METHODS else None, size,
+                                       patch_size=int(match["patch"]), img_size=int(match["img"]))
+    args = dict(args, num_classes=0)
     args.update(kwargs)
     return build_vit(args, norm_eps=eps, pos_embed=pos)
 

@@ -11,6 +11,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
 from training.frameworks.backbone import copy_frozen, feature_dim
+from training.frameworks.ema import ema_update
 from training.frameworks.heads import DINOHead, DINOHeadSpec
 
 
@@ -33,12 +34,13 @@ class DINO(nn.Module):
         """Teacher logits, without gradient."""
         return self.teacher_head(self.teacher_backbone(x))
 
-    @torch.no_grad()
-    def update_teacher(self, m: float) -> None:
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """The (student, teacher) module pairs: backbone and head."""
+        return [(self.backbone, self.teacher_backbone), (self.head, self.teacher_head)]
+
+    def update_ema(self, m: float) -> None:
         """theta_t <- m theta_t + (1 - m) theta_s."""
-        for online, twin in ((self.backbone, self.teacher_backbone), (self.head, self.teacher_head)):
-            for s, t in zip(online.parameters(), twin.parameters()):
-                t.mul_(m).add_(s.detach(), alpha=1 - m)
+        ema_update(self.ema_pairs(), m)
 
     def cancel_last_layer_grads(self) -> None:
         """Freeze the prototypes during the first epoch(s) (DINO's ``freeze_last_layer``)."""

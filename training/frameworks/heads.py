@@ -31,6 +31,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrizations
 
+from training.errors import MethodConfigError
+
 
 @dataclass
 class MLPSpec:
@@ -47,7 +49,7 @@ class MLPHead(nn.Sequential):
 
     def __init__(self, in_dim: int, spec: MLPSpec) -> None:
         if spec.layers < 1:
-            raise ValueError(f"an MLP head needs at least one layer, got {spec.layers}.")
+            raise MethodConfigError(f"an MLP head needs at least one layer, got {spec.layers}.")
         mods: list[nn.Module] = []
         dims = [in_dim] + [spec.hidden] * (spec.layers - 1) + [spec.out]
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):

@@ -12,9 +12,11 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
+from training.errors import MethodConfigError
 from training.frameworks.backbone import copy_frozen, feature_dim
+from training.frameworks.ema import ema_update
 from training.frameworks.heads import MLPHead, MLPSpec
-from training.views.aps import encode_subset
+from training.frameworks.tokens import encode_subset
 
 
 def encode(vit: VisionTransformer, x: Tensor, index: Tensor | None = None) -> Tensor:
@@ -29,7 +31,7 @@ class MoCoV3(nn.Module):
                  momentum_encoder: bool) -> None:
         super().__init__()
         if predictor.out != projector.out:
-            raise ValueError(f"the predictor must map back to the projection width {projector.out}, "
+            raise MethodConfigError(f"the predictor must map back to the projection width {projector.out}, "
                              f"got {predictor.out}.")
         self.backbone = backbone
         self.projector = MLPHead(feature_dim(backbone), projector)
@@ -57,14 +59,15 @@ class MoCoV3(nn.Module):
             return self.project(x, index)
         return self.momentum_projector(encode(self.momentum_backbone, x, index))
 
-    @torch.no_grad()
-    def update_momentum(self, m: float) -> None:
-        """theta_k <- m theta_k + (1 - m) theta_q (no-op without a momentum encoder)."""
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """The (online, momentum) module pairs: encoder and projector (none without a momentum encoder)."""
         if self.momentum_backbone is None:
-            return
-        for online, twin in ((self.backbone, self.momentum_backbone), (self.projector, self.momentum_projector)):
-            for q, k in zip(online.parameters(), twin.parameters()):
-                k.mul_(m).add_(q.detach(), alpha=1 - m)
+            return []
+        return [(self.backbone, self.momentum_backbone), (self.projector, self.momentum_projector)]
+
+    def update_ema(self, m: float) -> None:
+        """theta_k <- m theta_k + (1 - m) theta_q (no-op without a momentum encoder)."""
+        ema_update(self.ema_pairs(), m)
 
     def eval_backbone(self) -> VisionTransformer:
         """The encoder evaluated and published: the momentum encoder when there is one (PatchMix, MoCo v3)."""

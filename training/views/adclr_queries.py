@@ -18,7 +18,7 @@ not its location in the view: the paper's queries are correspondence-free, and t
 queries belong to PQCL.
 
 Query crops get no flip (as in the released code); their colour augmentations, when wanted, come from a
-``ViewPipeline`` passed as ``augment`` (``augment.dino_query``).
+``ViewPipeline`` passed as ``augment`` (``training.views.presets.dino_query``).
 """
 
 from __future__ import annotations
@@ -29,14 +29,10 @@ from torch.nn import functional as F
 from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import Block, VisionTransformer
 
-from training.views.aps import patch_pos_embed, prefix_tokens
-from training.views.augment import (
-    Interpolation,
-    ViewConfigError,
-    ViewPipeline,
-    crops_per_image,
-    sample_crop_boxes,
-)
+from training.errors import ViewConfigError
+from training.frameworks.tokens import embed_tokens, patch_pos_embed, prefix_tokens
+from training.views.crops import Interpolation, crops_per_image, sample_crop_boxes
+from training.views.pipeline import ViewPipeline
 
 
 def sample_query_crops(
@@ -123,7 +119,7 @@ def forward_tokens_with_queries(vit: VisionTransformer, x: Tensor, queries: Tens
     The view tokens equal ``vit.forward_features(x)``: the queries cannot reach them.
     """
     _check_supported(vit)
-    view = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(x))))
+    view = embed_tokens(vit, x)
     batch = queries.shape[0]
     query = embed_crops(vit, queries.flatten(0, 1))
     query = vit.norm_pre(vit.pos_drop(query)).reshape(batch, -1, view.shape[-1])

@@ -17,10 +17,7 @@ Deviations from the official code (``visresearch/aps``), each a fix of a known b
 Sampling without replacement with probabilities proportional to the weights (numpy's successive draws) is done with
 the Gumbel top-k trick, which has the same law and is vectorised over the batch.
 
-:func:`encode_subset` runs a timm ``VisionTransformer`` on a subset of its patch tokens. The official model adds the
-learned position embedding to the patches only and gives CLS none; that is timm's ``no_embed_class=True`` layout and
-is reproduced exactly. With a class slot (``no_embed_class=False``) the class token gets its slot's embedding, as
-in timm's own ``forward_features``, so that a full index reproduces the plain forward pass.
+:func:`training.frameworks.tokens.encode_subset` runs the encoder on the chosen patch tokens.
 """
 
 from __future__ import annotations
@@ -29,9 +26,10 @@ import math
 
 import torch
 from torch import Tensor
-from timm.models.vision_transformer import VisionTransformer
 
-from training.views.augment import ViewConfigError, ViewGeometry, rand_uniform
+from training.errors import ViewConfigError
+from training.views.crops import ViewGeometry
+from training.views.draws import rand_uniform, random_permutations
 
 FREE_EPS = 1e-6  # free fractions below this count as fully covered (official code)
 
@@ -39,12 +37,6 @@ FREE_EPS = 1e-6  # free fractions below this count as fully covered (official co
 def subset_size(grid: int, ratio: float) -> int:
     """n = floor(grid^2 * ratio), the number of patches each sparse view keeps."""
     return math.floor(grid * grid * ratio)
-
-
-def random_permutations(batch: int, length: int, *, generator: torch.Generator,
-                        device: torch.device | str | None = None) -> Tensor:
-    """One uniform random permutation of ``range(length)`` per row: LongTensor (batch, length)."""
-    return torch.argsort(rand_uniform((batch, length), generator=generator, device=device), dim=1)
 
 
 def sparse_subsets(batch: int, grid: int, ratio: float, steps: int, generator: torch.Generator, *,
@@ -133,35 +125,3 @@ def selective_subsets(free: Tensor, n: int, gamma: float, generator: torch.Gener
     # and among themselves by the noise alone: a uniform draw.
     keys = torch.where(weights > 0, torch.log(weights.clamp_min(1e-30)) + gumbel, gumbel - 1e4)
     return torch.topk(keys, n, dim=1).indices
-
-
-def encode_subset(vit: VisionTransformer, images: Tensor, index: Tensor) -> Tensor:
-    """CLS output of ``vit`` when only the patch tokens ``index`` (B, n) of ``images`` are fed to its blocks.
-
-    Patch-embed, add the position embedding to every patch (pos-embed first, so the order of ``index`` does not
-    matter), gather, prepend the prefix tokens, run the blocks and the final norm, and pool like
-    ``vit.forward_head(..., pre_logits=True)`` (CLS for ``global_pool='token'``).
-    """
-    tokens = vit.patch_embed(images)
-    if vit.pos_embed is not None:
-        tokens = tokens + patch_pos_embed(vit)
-    tokens = tokens.gather(1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-    x = vit.norm_pre(vit.pos_drop(torch.cat([prefix_tokens(vit, tokens.shape[0]), tokens], dim=1)))
-    x = vit.norm(vit.blocks(x))
-    return vit.forward_head(x, pre_logits=True)
-
-
-def patch_pos_embed(vit: VisionTransformer) -> Tensor:
-    """The patch part (1, N, D) of ``vit.pos_embed``, without the class slots."""
-    return vit.pos_embed[:, 0 if vit.no_embed_class else vit.num_prefix_tokens:]
-
-
-def prefix_tokens(vit: VisionTransformer, batch: int) -> Tensor:
-    """The class (and register) tokens of ``vit`` for a batch, (batch, P, D), plus their position slots if any."""
-    parts = [t.expand(batch, -1, -1) for t in (vit.cls_token, vit.reg_token) if t is not None]
-    if not parts:
-        raise ViewConfigError("this method needs a ViT with a class token (class_token=True).")
-    prefix = torch.cat(parts, dim=1)
-    if vit.pos_embed is not None and not vit.no_embed_class:
-        prefix = prefix + vit.pos_embed[:, : prefix.shape[1]]
-    return prefix

@@ -30,7 +30,9 @@ from torch import Tensor
 from torch.nn import functional as F
 from timm.models.vision_transformer import VisionTransformer
 
-from training.views.augment import ViewConfigError, sample_crop_boxes
+from training.errors import ViewConfigError
+from training.frameworks.tokens import embed_tokens, patch_tokens
+from training.views.crops import sample_crop_boxes
 
 HEATMAP_KINDS = ("channel_sum", "token_norm", "cls_attention")
 
@@ -54,12 +56,11 @@ def vit_heatmaps(vit: VisionTransformer, images: Tensor, *, kind: str = "token_n
     was_training = vit.training
     vit.eval()
     try:
-        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
-        x = vit.blocks[:-1](x)
+        x = vit.blocks[:-1](embed_tokens(vit, images))
         if kind == "cls_attention":
-            maps = _last_block_cls_attention(vit, x)[:, vit.num_prefix_tokens:]
+            maps = patch_tokens(vit, _last_block_cls_attention(vit, x))
         else:
-            patches = vit.norm(vit.blocks[-1](x))[:, vit.num_prefix_tokens:]
+            patches = patch_tokens(vit, vit.norm(vit.blocks[-1](x)))
             maps = patches.sum(dim=-1) if kind == "channel_sum" else patches.norm(dim=-1)
     finally:
         vit.train(was_training)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from training.views.aps import random_permutations
-from training.views.augment import ViewConfigError
+from training.errors import ViewConfigError
+from training.views.draws import random_permutations
 
 
 def mix_sources(batch: int, positions: int, m: int, generator: torch.Generator, *,

@@ -1,0 +1,93 @@
+"""ADCLR (METHODS 4, the paper's pixel queries on DINO): DINO + lambda * a query loss on query crops.
+
+The query crops are appended to each global view behind a one-way mask (``training.views.adclr_queries``); student
+query tokens of view 1 are matched to the teacher's query tokens of view 2 and vice versa, with their own centre.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from training.errors import MethodConfigError
+from training.frameworks.dino import DINO
+from training.methods.base import StepContext
+from training.methods.dino import DINOMethod, DINOSettings
+from training.objectives.dino import Center, cross_entropy, dino_loss
+from training.views.adclr_queries import encode_queries_standalone, forward_with_queries, sample_query_crops
+from training.views.pipeline import ViewPipelineConfig
+from training.views.presets import dino_query
+
+TEACHER_QUERIES = ("appended", "standalone")
+
+
+@dataclass
+class ADCLRSettings:
+    """METHODS 4.1: query crops per image, their side and scale, lambda, and how the teacher encodes them."""
+
+    num_queries: int = 1
+    size: int = 12
+    scale: tuple[float, float] = (0.05, 0.25)
+    weight: float = 1.0
+    teacher_queries: str = "appended"  # "appended" (paper, Figure 1) or "standalone" (released code)
+
+
+class ADCLRMethod(DINOMethod):
+    """DINO + lambda * the query loss on query crops appended to each global view behind a one-way mask.
+
+    No parameters beyond DINO: the query tokens go through the same blocks and head; the only new state is the
+    query centre (a buffer).
+    """
+
+    args_type = ADCLRSettings
+
+    def __init__(self, framework: DINO, settings: DINOSettings, queries: ADCLRSettings) -> None:
+        super().__init__(framework, settings)
+        if queries.teacher_queries not in TEACHER_QUERIES:
+            raise MethodConfigError(f"teacher_queries must be 'appended' or 'standalone', got "
+                                    f"{queries.teacher_queries!r}.")
+        self.queries = queries
+        self.query_center = Center(framework.head.last_layer.out_features, settings.center_momentum)
+
+    def paper_views(self, mean: tuple[float, ...], std: tuple[float, ...]) -> list[ViewPipelineConfig]:
+        return super().paper_views(mean, std) + [dino_query(self.queries.size, mean=mean, std=std)]
+
+    def base_views(self, view: ViewPipelineConfig, name: str) -> list[ViewPipelineConfig]:
+        """DINO's, plus query crops of their own size and scale with the base's colour steps, unflipped (METHODS
+        4.2)."""
+        query = replace(view, size=self.queries.size, scale=tuple(self.queries.scale), flip_p=0.0)
+        return super().base_views(view, name) + [query]
+
+    def views(self, images: Tensor, indices: Tensor, generator: torch.Generator, epoch: int) -> dict[str, Tensor]:
+        out = super().views(images, indices, generator, epoch)
+        q = self.queries
+        out["queries"], _ = sample_query_crops(images, num_queries=q.num_queries, size=q.size, scale=tuple(q.scale),
+                                               generator=generator, augment=self.pipelines[-1])
+        return out
+
+    def forward(self, inputs: dict[str, Tensor], substep: int, ctx: StepContext) -> dict[str, Tensor]:
+        fw = self.framework
+        views, queries = [inputs["x1"], inputs["x2"]], inputs["queries"]
+        s_cls, s_query = [], []
+        for x in views:
+            cls, tokens = forward_with_queries(fw.backbone, x, queries)
+            s_cls.append(fw.head(cls))
+            s_query.append(fw.head(tokens))
+        with torch.no_grad():
+            if self.queries.teacher_queries == "appended":
+                pairs = [forward_with_queries(fw.teacher_backbone, x, queries) for x in views]
+                t_cls = [fw.teacher_head(c) for c, _ in pairs]
+                t_query = [fw.teacher_head(t) for _, t in pairs][::-1]  # student view v <- teacher's other view
+            else:
+                t_cls = [fw.teacher(x) for x in views]
+                t_query = [fw.teacher_head(encode_queries_standalone(fw.teacher_backbone, queries))] * 2
+        temp = self.settings.temperature(ctx.epoch)
+        cls_loss = dino_loss([self.center.teacher_probs(t, temp) for t in t_cls], s_cls, self.settings.student_temp)
+        query_loss = sum(cross_entropy(self.query_center.teacher_probs(t, temp), s, self.settings.student_temp)
+                         for t, s in zip(t_query, s_query)) / len(views)
+        self.center.update(t_cls)
+        self.query_center.update(t_query[:1] if self.queries.teacher_queries == "standalone" else t_query)
+        loss = cls_loss + self.queries.weight * query_loss
+        return {"loss": loss, "cls": cls_loss.detach(), "query": query_loss.detach()}

@@ -1,0 +1,56 @@
+"""APS (Asymmetric Patch Sampling, METHODS 1): T optimizer steps per batch on sparse/selective patch subsets.
+
+Both views are cropped once per batch; at step t view 1 keeps the t-th chunk of a random permutation of its patch
+grid (sparse) and view 2 a subset that avoids what view 1 shows (selective, ``training.views.aps``); MoCo v3's
+symmetric loss on the two subsets, without a momentum encoder in the recipe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from training.frameworks.mocov3 import MoCoV3
+from training.methods.base import StepContext
+from training.methods.mocov3 import MoCoSettings, MoCoV3Method
+from training.views.aps import free_fraction, selective_subsets, sparse_subsets, subset_size
+from training.views.pipeline import ViewPipelineConfig
+from training.views.presets import aps_cifar
+
+
+@dataclass
+class APSSettings:
+    """METHODS 1.2: sampling ratio, optimizer steps per batch (nsampling), power gamma; flip-aware overlap."""
+
+    ratio: float = 0.25
+    steps: int = 4
+    gamma: float = 3.0
+    ignore_flips: bool = False
+
+
+class APSMethod(MoCoV3Method):
+    """APS: T optimizer steps per batch, each on a sparse/selective pair of patch subsets of the same two views."""
+
+    args_type = APSSettings
+
+    def __init__(self, framework: MoCoV3, settings: MoCoSettings, aps: APSSettings) -> None:
+        super().__init__(framework, settings)
+        self.aps = aps
+        self.substeps = aps.steps
+        self.grid = framework.backbone.patch_embed.grid_size[0]
+        self.n = subset_size(self.grid, aps.ratio)
+
+    def paper_views(self, mean: tuple[float, ...], std: tuple[float, ...]) -> list[ViewPipelineConfig]:
+        return [replace(aps_cifar(), size=self.image_size, mean=mean, std=std)] * 2
+
+    def views(self, images: Tensor, indices: Tensor, generator: torch.Generator, epoch: int) -> dict[str, Tensor]:
+        (x1, g1), (x2, g2) = self.crop_views(images, indices, generator, epoch, self.pipelines[:2])
+        s1 = sparse_subsets(images.shape[0], self.grid, self.aps.ratio, self.aps.steps, generator, device=x1.device)
+        s2 = [selective_subsets(free_fraction(g1, g2, s1[:, t], self.grid, ignore_flips=self.aps.ignore_flips),
+                                self.n, self.aps.gamma, generator) for t in range(self.aps.steps)]
+        return {"x1": x1, "x2": x2, "s1": s1, "s2": torch.stack(s2, dim=1)}
+
+    def forward(self, inputs: dict[str, Tensor], substep: int, ctx: StepContext) -> dict[str, Tensor]:
+        return self.symmetric(inputs["x1"], inputs["x2"], inputs["s1"][:, substep], inputs["s2"][:, substep])
