@@ -79,9 +79,13 @@ def build_vit(
     return model
 
 
+def prefix_slots(model: VisionTransformer) -> int:
+    """How many rows of ``model.pos_embed`` belong to the prefix (class, register) tokens: 0 with no_embed_class."""
+    return 0 if model.no_embed_class else model.num_prefix_tokens
+
+
 def _sincos_for(model: VisionTransformer) -> torch.Tensor:
-    prefix = 0 if model.no_embed_class else model.num_prefix_tokens
-    return sincos_pos_embed(model.patch_embed.grid_size, model.embed_dim, num_prefix_tokens=prefix)
+    return sincos_pos_embed(model.patch_embed.grid_size, model.embed_dim, num_prefix_tokens=prefix_slots(model))
 
 
 def describe_vit(model: VisionTransformer) -> tuple[dict[str, Any], float, registry.PosEmbed]:
@@ -124,7 +128,7 @@ def adapt_state_dict(state_dict: dict[str, torch.Tensor], model: VisionTransform
     sd = dict(state_dict)
     pe = sd.get("pos_embed")
     if pe is not None and pe.shape != model.pos_embed.shape:
-        prefix = 0 if model.no_embed_class else model.num_prefix_tokens
+        prefix = prefix_slots(model)
         if model.pos_embed.requires_grad:
             sd["pos_embed"] = resample_abs_pos_embed(
                 pe, new_size=list(model.patch_embed.grid_size), num_prefix_tokens=prefix, interpolation="bicubic"

@@ -2,7 +2,7 @@
 
 The prefix rule: timm's ``no_embed_class=True`` layout (the APS model) gives the class and register tokens no
 position embedding, so ``pos_embed`` holds the patches only; otherwise its first ``num_prefix_tokens`` rows belong
-to the prefix tokens (:func:`prefix_slots`, the rule ``sslzoo.vit`` builds its sin-cos tables by).
+to the prefix tokens (``sslzoo.vit.prefix_slots``, the rule the library builds and resamples position tables by).
 
 :func:`encode_subset` runs the ViT on a subset of its patch tokens (APS). The official APS model adds the learned
 position embedding to the patches only and gives CLS none; that is the ``no_embed_class=True`` layout and is
@@ -16,12 +16,8 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor
 
+from sslzoo.vit import prefix_slots
 from training.errors import MethodConfigError
-
-
-def prefix_slots(vit: VisionTransformer) -> int:
-    """How many rows of ``vit.pos_embed`` belong to the prefix (class, register) tokens: 0 with no_embed_class."""
-    return 0 if vit.no_embed_class else vit.num_prefix_tokens
 
 
 def patch_pos_embed(vit: VisionTransformer) -> Tensor:
