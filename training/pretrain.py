@@ -240,8 +240,7 @@ def measure_knn(tr: Trainer) -> float | None:
         knn = tr.monitor(backbone, tr.method.eval_data_config(backbone), tr.env.device)
     except Exception as e:  # noqa: BLE001 - a monitoring problem must never end a training run
         _logger.warning("kNN monitor failed at iteration %d (%s: %s); training goes on without it, and the run's"
-                        " checkpoint is unaffected.", tr.iteration, type(e).__name__, str(e).splitlines()[0] if str(e)
-                        else "")
+                        " checkpoint is unaffected.", tr.iteration, type(e).__name__, (str(e).splitlines() or [""])[0])
         tr.monitor = None
         return None
     tr.last_knn = knn

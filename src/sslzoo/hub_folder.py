@@ -106,11 +106,20 @@ class HubFolder:
         return load_state_dict(path), sha
 
 
-def given_weights_path(pretrained_file: PathLike) -> Path:
-    """The weight file behind a ``pretrained_file=``: the file itself, or the weights of a folder.
+@dataclass
+class GivenWeights:
+    """The weight file behind a ``pretrained_file=``, its sha256, and its hub folder when it came in one."""
 
-    A hub folder (one with ``config.json``) is verified against the sha256 it records before its path is returned,
-    so a damaged folder is refused whichever model name it is given for.
+    path: Path
+    sha256: str
+    folder: Optional[HubFolder] = None
+
+
+def open_given(pretrained_file: PathLike) -> GivenWeights:
+    """A ``pretrained_file=``: the file itself, or the weights of a folder, hashed once.
+
+    A hub folder (one with ``config.json``) is verified against the sha256 it records, so a damaged folder is refused
+    whichever model name it is given for.
     """
     given = Path(pretrained_file).expanduser()
     if given.is_dir() and (given / CONFIG_NAME).is_file():
@@ -118,12 +127,12 @@ def given_weights_path(pretrained_file: PathLike) -> Path:
         path = folder.weights_path
         if not path.is_file():
             raise WeightsNotFoundError(f"The hub folder {given} has no {path.name}.")
-        verify_sha256(path, folder.sslzoo_cfg.get("sha256"), recorded_in=given / CONFIG_NAME)
-        return path
+        sha = verify_sha256(path, folder.sslzoo_cfg.get("sha256"), recorded_in=given / CONFIG_NAME)
+        return GivenWeights(path, sha, folder)
     path = given / WEIGHTS_NAME if given.is_dir() else given
     if not path.is_file():
         raise WeightsNotFoundError(f"pretrained_file {path} does not exist.")
-    return path
+    return GivenWeights(path, sha256_file(path))
 
 
 def push_to_hub(

@@ -17,7 +17,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from . import registry
 from .errors import UnknownModelError, WeightsNotFoundError
-from .hub_folder import HubFolder, given_weights_path
+from .hub_folder import HubFolder, open_given
 from .validation import InvalidOptionError
 from .vit import build_vit, load_weights, timm_architecture
 from .weights import load_registered_weights
@@ -119,7 +119,7 @@ def _create_timm(
     name: str, pretrained: bool, pretrained_file: Optional[Union[str, Path]], num_classes: Optional[int], **kwargs: Any
 ) -> torch.nn.Module:
     # a hub folder is checked against its recorded hash before timm reads the file
-    overlay = dict(file=str(given_weights_path(pretrained_file))) if pretrained_file else None
+    overlay = dict(file=str(open_given(pretrained_file).path)) if pretrained_file else None
     try:
         model = timm.create_model(
             name, pretrained=pretrained, pretrained_cfg_overlay=overlay, num_classes=num_classes or 0, **kwargs

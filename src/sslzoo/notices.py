@@ -14,9 +14,6 @@ import sys
 class _CurrentStderr(logging.StreamHandler):
     """A handler that writes to whatever ``sys.stderr`` is when a record arrives (a redirect, a test's capture)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property
     def stream(self):  # type: ignore[override]
         return sys.stderr

@@ -90,12 +90,6 @@ class CsvLog:
         self.path = Path(path)
         self.fields: Optional[list[str]] = list(columns) if columns else None
 
-    def rows(self) -> list[dict[str, str]]:
-        if not self.path.exists():
-            return []
-        with open(self.path, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-
     def rewind(self, last: float, *, key: str = "iteration") -> None:
         """Drop the rows whose ``key`` is above ``last``: a resumed run repeats them, and one timeline per file keeps
         curves (kNN against epoch) free of duplicate points."""

@@ -19,9 +19,9 @@ import torch
 from . import registry
 from .convert.cache import load_converted
 from .errors import ChecksumError
-from .files import PathLike, load_state_dict, sha256_file
-from .hub import CONFIG_NAME, locate_registered, verify_sha256
-from .hub_folder import HubFolder, given_weights_path
+from .files import PathLike, load_state_dict
+from .hub import locate_registered, verify_sha256
+from .hub_folder import open_given
 
 _logger = logging.getLogger(__name__)
 
@@ -49,15 +49,12 @@ def _check_given_against_pin(resolved: registry.Resolved, path: Path, sha: str, 
 
 def _load_given(resolved: registry.Resolved, pretrained_file: PathLike) -> LoadedWeights:
     """``pretrained_file=``: checked as every other source is (see :func:`load_registered_weights`)."""
-    path = given_weights_path(pretrained_file)
-    sha = sha256_file(path)
-    w = resolved.weights
-    given = Path(pretrained_file).expanduser()
-    if given.is_dir() and (given / CONFIG_NAME).is_file():
-        folder = HubFolder.open(f"local-dir:{given}")
+    given = open_given(pretrained_file)
+    path, sha, w = given.path, given.sha256, resolved.weights
+    if given.folder is not None:
         if w is not None and w.convert_from:
             # a converted folder stands for the upstream file it came from, which is what a convert_from entry pins
-            origin = (folder.sslzoo_cfg.get("converted_from") or {}).get("sha256") or "unknown (not recorded)"
+            origin = (given.folder.sslzoo_cfg.get("converted_from") or {}).get("sha256") or "unknown (not recorded)"
             _check_given_against_pin(resolved, path, origin, "the upstream file this folder was converted from")
         else:
             _check_given_against_pin(resolved, path, sha, "the weights of a hub folder")

@@ -199,7 +199,7 @@ def default_num_workers() -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return max(0, min(4, cores))
+    return min(4, cores)
 
 
 # --------------------------------------------------------------------------------------------------- the protocol
