@@ -22,38 +22,43 @@ from pathlib import Path
 
 import torch
 
-from training import distributed, pretrain
+from training import distributed, loop, pretrain
 from training.config import resolve
-from training.data import step_generator, to_unit_float
+from training.views.sample_draws import PHOTOMETRIC, SampleDraws, sample_keys
 
 RESULTS = Path(__file__).with_name("results") / "train_step.json"
 METHODS = ("mocov3", "aps", "patchmix", "ccrop", "dino", "adclr")
 
 
-def measure(method: str, args: argparse.Namespace) -> dict:
+def measure(method: str, args: argparse.Namespace, extra: tuple[str, ...] = ()) -> dict:
+    """One method's step and pipeline timings; ``extra`` flags are appended to its command line."""
     argv = ["--method", method, "--arch", args.arch, "--data", args.data, "--batch-size", str(args.batch_size),
             "--steps", "1000", "--device", "cpu", "--output", "/nonexistent-benchmark-run", "--no-progress",
             "--set", "log.knn_every_epochs=0", "--set", "arch_kwargs.drop_path_rate=0.0"]
     if method == "ccrop":  # time the crops the method differs by, not its RandomResizedCrop warm-up
         argv += ["--set", "method_args.warmup_epochs=0"]
+    argv += list(extra)
     tr = pretrain.build(resolve(argv), distributed.init_distributed("cpu"))
     tr.method.train()
     substeps = tr.method.substeps
 
-    def views_only(i: int) -> float:
+    batches = iter(tr.source.epoch_batches(0, 0))
+
+    def views_only() -> float:
         start = time.perf_counter()
-        idx = tr.batches.global_indices(0, i)
+        batch = next(batches)
         with torch.no_grad():
-            tr.method.views(to_unit_float(tr.data.images[idx], tr.env.device), idx, step_generator(0, i, tr.env.device), 0)
+            draws = SampleDraws(sample_keys(0, 0, batch.indices, PHOTOMETRIC))
+            tr.method.finish_views(batch.crops, batch.geometry, draws, 0)
         return time.perf_counter() - start
 
-    pipeline = [views_only(i) for i in range(args.pipeline_reps + 1)][1:]
-    pretrain.train_iteration(tr)  # warm-up
+    pipeline = [views_only() for _ in range(args.pipeline_reps + 1)][1:]
+    loop.train_iteration(tr, next(batches))  # warm-up
     tr.iteration += 1
     totals = []
     for _ in range(args.reps):
         start = time.perf_counter()
-        pretrain.train_iteration(tr)
+        loop.train_iteration(tr, next(batches))  # the input pipeline included, as in training
         totals.append(time.perf_counter() - start)
         tr.iteration += 1
     total, views = statistics.median(totals), statistics.median(pipeline)

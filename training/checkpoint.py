@@ -2,15 +2,18 @@
 
 A checkpoint is one ``torch.save`` dict (``checkpoint.pt`` in the run folder) holding the method module (framework,
 heads, momentum encoder or teacher, DINO centres), the optimizer and AMP scaler, the position (iteration, epoch),
-the ContrastiveCrop boxes and every RNG state (torch CPU and CUDA, Python's ``random``; the views' generators are
-re-seeded from (seed, iteration) and numpy draws nothing). It is written to a temporary file in the same folder,
-fsynced, then renamed over the previous one, so a killed run always leaves the last complete checkpoint. It is read
+the ContrastiveCrop boxes and every RNG state (torch CPU and CUDA, Python's ``random``; the views' numbers are
+functions of (seed, epoch, sample) and numpy draws nothing). It is written to a temporary file in the same folder,
+fsynced, then renamed over the previous one, so a killed run always leaves the last complete checkpoint; ``--keep N``
+also keeps the last N as ``checkpoint-<iteration>.pt``. It is read
 with ``weights_only=True``: it holds tensors and plain containers only.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,26 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
     return save_torch_atomic(dict(state, format=FORMAT), path)
+
+
+def save_run_checkpoint(run_dir: str | Path, state: dict[str, Any], *, iteration: int, keep: int = 1) -> Path:
+    """The run folder's ``checkpoint.pt`` (atomically replaced), and with ``keep`` > 1 the last ``keep`` checkpoints
+    as ``checkpoint-<iteration>.pt`` too (``checkpoint.pt`` is then a hard link to the newest: no second copy)."""
+    run_dir = Path(run_dir)
+    latest = run_dir / CHECKPOINT_NAME
+    if keep <= 1:
+        return save_checkpoint(latest, state)
+    numbered = save_checkpoint(run_dir / f"checkpoint-{iteration:08d}.pt", state)
+    link = run_dir / f".{CHECKPOINT_NAME}.link"
+    link.unlink(missing_ok=True)
+    try:
+        os.link(numbered, link)
+    except OSError:  # a file system without hard links: a copy
+        shutil.copyfile(numbered, link)
+    os.replace(link, latest)
+    for old in sorted(run_dir.glob("checkpoint-*.pt"))[:-keep]:
+        old.unlink(missing_ok=True)
+    return latest
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

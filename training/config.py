@@ -9,6 +9,7 @@ written to ``config.yaml`` in the run folder; method and framework sections are 
 from __future__ import annotations
 
 import argparse
+import os
 import copy
 import re
 from pathlib import Path
@@ -31,11 +32,18 @@ DEFAULTS: dict[str, Any] = {
     "init": "timm",
     "data": "cifar10",
     "train_limit": None,  # a seeded subset of this many training images (CPU runs)
+    "data_mode": "auto",  # auto | memory | stream (training.data.source)
+    "workers": None,  # DataLoader workers per rank when streaming (0: in the training process; None: min(4, CPUs))
+    "prefetch": 2,  # batches each worker prepares ahead
+    "strict_data": False,  # an unreadable image stops the run instead of being replaced
     "cache_dir": None,
     "epochs": 100,
     "steps": None,  # iterations (image batches); overrides epochs for the length of the run
     "batch_size": 512,  # global
     "seed": 0,
+    "accum_steps": 1,  # micro-batches per optimizer step (gradient accumulation)
+    "grad_checkpointing": False,  # activation checkpointing of the student's blocks
+    "compile": False,  # torch.compile the transformer blocks
     "device": None,  # cpu | cuda | None (cuda when available)
     "amp": "bf16",  # bf16 | fp16 | auto | none; CUDA only, CPU runs are fp32 (sslzoo.runlog.amp_dtype)
     "optim": {
@@ -55,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "log": {"every": 10, "knn_every_epochs": 0, "knn_every_steps": 0, "knn_bank": 5000, "knn_queries": 2000,
             "knn_k": 20, "knn_split": "test", "progress": True},
     "ckpt_every": 500,
+    "keep": 1,  # checkpoints kept: checkpoint.pt, and with N > 1 the last N as checkpoint-<iteration>.pt
     "output": None,
     "resume": None,
     "recipe": None,
@@ -156,6 +165,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt-every", type=int, help="write a checkpoint every N iterations (and at the end)")
     p.add_argument("--device", choices=["cpu", "cuda"])
     p.add_argument("--train-limit", type=int, help="train on a seeded subset of this many images")
+    p.add_argument("--data-mode", choices=["auto", "memory", "stream"],
+                   help="memory: decode the split once into RAM (fixed-size sets); stream: DataLoader workers decode "
+                        "files (ImageNet, mixed sizes); auto (default) chooses by size")
+    p.add_argument("--workers", type=int, help="DataLoader workers per process when streaming (default: min(4, CPU cores))")
+    p.add_argument("--strict-data", action="store_true",
+                   help="stop at an unreadable image (default: log it and replace it by another)")
+    p.add_argument("--accum-steps", type=int, help="split each optimizer step into N micro-batches")
+    p.add_argument("--grad-checkpointing", action="store_true", help="activation checkpointing of the ViT blocks")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the transformer blocks (--no-compile: off, the default)")
+    p.add_argument("--keep", type=int, help="keep the last N checkpoints (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any setting, e.g. --set framework.temperature=0.1 (repeatable)")
@@ -174,6 +194,12 @@ def validate(cfg: dict[str, Any]) -> None:
     positive("optim.base_lr", cfg["optim"]["base_lr"], flag="--lr")
     int_at_least("ckpt_every", cfg["ckpt_every"])
     int_at_least("train_limit", cfg["train_limit"])
+    int_at_least("workers", cfg["workers"], 0, flag="--workers")
+    int_at_least("prefetch", cfg["prefetch"], flag="--set prefetch=N")
+    int_at_least("accum_steps", cfg["accum_steps"], flag="--accum-steps")
+    int_at_least("keep", cfg["keep"], flag="--keep")
+    if cfg["data_mode"] not in ("auto", "memory", "stream"):
+        raise ConfigError(f"data_mode must be auto, memory or stream, got {cfg['data_mode']!r} (--data-mode).")
     for key in ("every", "knn_bank", "knn_queries", "knn_k"):
         int_at_least(f"log.{key}", cfg["log"][key], flag=f"--set log.{key}=N")
     for key in ("knn_every_epochs", "knn_every_steps"):
@@ -198,7 +224,8 @@ def resolve(argv: list[str] | None = None) -> dict[str, Any]:
     flags = {"method": args.method, "arch": args.arch, "data": args.data, "epochs": args.epochs,
              "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "output": args.output,
              "resume": args.resume, "ckpt_every": args.ckpt_every, "device": args.device,
-             "train_limit": args.train_limit}
+             "train_limit": args.train_limit, "data_mode": args.data_mode, "workers": args.workers,
+             "accum_steps": args.accum_steps, "compile": args.compile, "keep": args.keep}
     cfg.update({k: v for k, v in flags.items() if v is not None})
     if args.epochs is not None:
         cfg["steps"] = None
@@ -206,6 +233,12 @@ def resolve(argv: list[str] | None = None) -> dict[str, Any]:
         cfg["optim"]["base_lr"] = args.lr
     if args.no_progress:
         cfg["log"]["progress"] = False
+    if args.strict_data:
+        cfg["strict_data"] = True
+    if args.grad_checkpointing:
+        cfg["grad_checkpointing"] = True
+    if cfg["workers"] is None:
+        cfg["workers"] = min(4, os.cpu_count() or 1)
     if cfg["output"] is None:
         arch = cfg["arch"] if isinstance(cfg["arch"], str) else "custom"
         cfg["output"] = str(Path("runs") / f"{cfg['method']}-{arch}")

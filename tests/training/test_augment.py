@@ -192,19 +192,26 @@ def test_presets_follow_the_methods():
         C.sample_crop_boxes(2, 8, 8, scale=(0.5, 0.1), generator=_gen(0))
 
 
-def test_a_methods_views_are_drawn_in_order_from_the_one_generator():
-    # the training's two views: view 1 then view 2 from the iteration's generator, so that a seed (and every rank,
-    # which draws the views of the global batch) reproduces them; two different crops of every image
+def test_a_methods_views_are_both_crops_then_each_views_colours_from_the_one_source():
+    # the two stages: the geometry of view 1 then view 2 (box, flip), then view 1's and view 2's photometric steps;
+    # two different crops of every image, and one seed reproduces them
     cfg = {"method": "patchmix", "arch": "vit_pico_patch8_32", "views": {"mean_std": "cifar"},
            "framework": {"projector": {"hidden": 16, "out": 8}, "predictor": {"hidden": 16, "out": 8}}}
     method = build_method(cfg, num_images=8, total_epochs=1, device=torch.device("cpu"))
     images = torch.rand(8, 3, 32, 32, generator=_gen(12))
     views = method.views(images, torch.arange(8), _gen(3), 0)
     g = _gen(3)
-    (x1, geom1), (x2, geom2) = (pipeline(images, g) for pipeline in method.pipelines[:2])
+    p1, p2 = method.pipelines[:2]
+    geoms = []
+    for p in (p1, p2):
+        boxes = C.sample_crop_boxes(8, 32, 32, scale=p.cfg.scale, ratio=p.cfg.ratio, generator=g)
+        geoms.append((boxes, torch.rand(8, generator=g) < p.cfg.flip_p))
+    crops = [C.hflip(C.resized_crops(images, b, 32, interpolation=p.cfg.interpolation), f)
+             for (b, f), p in zip(geoms, (p1, p2))]
+    x1, x2 = p1.photometric(crops[0], g), p2.photometric(crops[1], g)
     assert torch.equal(views["x1"], x1) and torch.equal(views["x2"], x2)
-    assert method.pipelines[0].cfg.blur_p != method.pipelines[1].cfg.blur_p  # the order of the two is seen
-    assert not torch.equal(geom1.boxes, geom2.boxes)  # the second view's crop is a fresh draw
+    assert p1.cfg.blur_p != p2.cfg.blur_p  # the order of the two is seen
+    assert not torch.equal(geoms[0][0], geoms[1][0])  # the second view's crop is a fresh draw
     again = method.views(images, torch.arange(8), _gen(3), 0)
     other = method.views(images, torch.arange(8), _gen(4), 0)
     assert all(torch.equal(views[k], again[k]) for k in views)

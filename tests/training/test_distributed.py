@@ -14,7 +14,7 @@ import torch
 import torch.multiprocessing as mp
 
 from tests.training.test_pretrain import tiny_argv
-from training import distributed, pretrain
+from training import distributed, loop, pretrain
 from training.config import resolve
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ def one_iteration(argv: list[str], out: Path, rank: int) -> None:
     """Build the run, take one training iteration, save the logged loss and this rank's gradients."""
     cfg = resolve(argv)
     tr = pretrain.build(cfg, distributed.init_distributed("cpu"))
-    terms = pretrain.train_iteration(tr)
+    terms = loop.train_iteration(tr, next(tr.source.epoch_batches(0, 0)))
     grads = {n: p.grad.clone() for n, p in tr.method.named_parameters() if p.grad is not None}
     torch.save({"terms": terms, "grads": grads}, out / f"rank{rank}.pt")
 
@@ -46,10 +46,13 @@ def _worker(rank: int, world: int, port: int, argv: list[str], out: Path) -> Non
         distributed.shutdown()
 
 
-@pytest.mark.parametrize("method", ["mocov3", "dino"])
-def test_two_processes_match_one(method: str, small_cifar, tmp_path: Path) -> None:
-    # mocov3: momentum encoder, BatchNorm heads (global-batch BN), all-gathered keys; dino: centring, local crops
-    argv = tiny_argv(method, small_cifar, tmp_path / "run", steps=1)
+@pytest.mark.parametrize("method,mode", [("mocov3", "memory"), ("dino", "memory"), ("aps", "stream")])
+def test_two_processes_match_one(method: str, mode: str, small_cifar, tmp_path: Path) -> None:
+    # mocov3: momentum encoder, BatchNorm heads (global-batch BN), all-gathered keys; dino: centring, local crops;
+    # aps streamed: each rank decodes and crops only its half, with the per-sample draws of one process
+    argv = tiny_argv(method, small_cifar, tmp_path / "run", steps=1) + ["--data-mode", mode, "--workers", "0"]
+    if method == "aps":  # one optimizer step per batch: later substeps would compare float noise amplified by AdamW
+        argv += ["--set", "method_args.steps=1"]
     single = tmp_path / "single"
     single.mkdir()
     assert "WORLD_SIZE" not in os.environ
@@ -62,9 +65,11 @@ def test_two_processes_match_one(method: str, small_cifar, tmp_path: Path) -> No
     for part in ranks:
         assert part["terms"]["loss"] == pytest.approx(ref["terms"]["loss"], rel=1e-5)
         assert part["grads"].keys() == ref["grads"].keys()
+        scale = max(g.abs().max() for g in ref["grads"].values())
         for name, g in ref["grads"].items():
-            # float32 sums in another order: compare against the tensor's scale
-            assert (part["grads"][name] - g).abs().max() <= 1e-4 * g.abs().max() + 1e-7, name
+            # float32 sums in another order: compare against the tensor's scale, and for gradients that cancel to
+            # noise (a LayerNorm bias under APS, about 1e-7) against the largest gradient's
+            assert (part["grads"][name] - g).abs().max() <= 1e-4 * g.abs().max() + 1e-5 * scale, name
 
 
 def _losses(run: Path) -> list[float]:
@@ -82,3 +87,20 @@ def test_cli_under_torchrun(small_cifar, tmp_path: Path) -> None:
     one = pretrain.train(resolve(tiny_argv("aps", small_cifar, tmp_path / "one", steps=2)))
     assert _losses(tmp_path / "two") == pytest.approx(_losses(one.run_dir), rel=1e-4)
     assert len(_losses(tmp_path / "two")) == 2
+
+
+def test_two_nodes_under_torchrun_match_one_process(small_cifar, tmp_path: Path) -> None:
+    # two "nodes" on this machine: one torchrun agent each, one gloo process per node, c10d rendezvous on 127.0.0.1
+    argv = tiny_argv("mocov3", small_cifar, tmp_path / "nodes", steps=2)
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{REPO}", OMP_NUM_THREADS="1")
+    port = _free_port()
+    agents = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={rank}",
+                                "--nproc_per_node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
+                                "--rdzv-id=sslzoo-test", "-m", "training.pretrain", *argv],
+                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+              for rank in (0, 1)]
+    for agent in agents:
+        assert agent.wait(timeout=300) == 0, agent.stderr.read()[-3000:]
+    one = pretrain.train(resolve(tiny_argv("mocov3", small_cifar, tmp_path / "one", steps=2)))
+    assert _losses(tmp_path / "nodes") == pytest.approx(_losses(one.run_dir), rel=1e-4)
+    assert len(_losses(tmp_path / "nodes")) == 2

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +19,8 @@ from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import resolve
 from training.methods import MoCoV3Method
 from sslzoo.errors import CheckpointFormatError
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _flat(state) -> dict[str, torch.Tensor]:
@@ -95,3 +102,62 @@ def test_existing_run_needs_resume(small_cifar, tmp_path: Path) -> None:
     pretrain.train(resolve(argv))
     with pytest.raises(pretrain.SslzooError, match="--resume auto"):
         pretrain.train(resolve(argv))
+
+
+def _pretrain_process(argv: list[str]) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{REPO}")
+    return subprocess.Popen([sys.executable, "-m", "training.pretrain", *argv], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("mode", ["memory", "stream"])
+def test_sigkill_then_resume_is_bitwise_identical(mode: str, small_cifar, tmp_path: Path) -> None:
+    extra = ["--data-mode", mode, "--workers", "2", "--ckpt-every", "3"]
+    steps = 24
+    whole = _pretrain_process(tiny_argv("aps", small_cifar, tmp_path / "whole", steps=steps, extra=extra))
+    argv = tiny_argv("aps", small_cifar, tmp_path / "killed", steps=steps, extra=extra)
+    victim = _pretrain_process(argv)
+    ckpt = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.monotonic() + 240
+    while not ckpt.is_file() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+    assert 0 < load_checkpoint(ckpt)["iteration"] < steps
+    resumed = _pretrain_process(argv + ["--resume", "auto"])
+    for proc in (whole, resumed):
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
+    a, b = load_checkpoint(tmp_path / "whole" / "checkpoint.pt"), load_checkpoint(ckpt)
+    assert a["iteration"] == b["iteration"] == steps
+    for part in ("method", "optimizer"):
+        fa, fb = _flat(a[part]), _flat(b[part])
+        assert fa.keys() == fb.keys() and all(torch.equal(fa[k], fb[k]) for k in fa), part
+
+
+_DIE_DURING_SECOND_SAVE = """
+import os, signal, sys, torch
+from pathlib import Path
+real, calls = torch.save, []
+def save(obj, f, *args, **kwargs):
+    calls.append(f)
+    if len(calls) == 2:  # the second checkpoint: half of it on disk, then SIGKILL (no cleanup runs)
+        Path(f).write_bytes(b"half a checkpoint")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(obj, f, *args, **kwargs)
+torch.save = save
+from training import pretrain
+sys.exit(pretrain.main(sys.argv[1:]))
+"""
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(small_cifar, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    argv = tiny_argv("mocov3", small_cifar, run, steps=4, extra=["--ckpt-every", "2"])
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{REPO}")
+    done = subprocess.run([sys.executable, "-c", _DIE_DURING_SECOND_SAVE, *argv], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    assert [p.read_bytes() for p in run.glob(".checkpoint.pt.*")] == [b"half a checkpoint"]  # the torn write
+    assert load_checkpoint(run / "checkpoint.pt")["iteration"] == 2
+    tr = pretrain.train(resolve(argv + ["--resume", "auto"]))
+    assert tr.iteration == 4 and load_checkpoint(run / "checkpoint.pt")["iteration"] == 4

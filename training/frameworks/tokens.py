@@ -12,7 +12,10 @@ timm's own ``forward_features``, so that a full index reproduces the plain forwa
 
 from __future__ import annotations
 
+import functools
+
 import torch
+import torch.utils.checkpoint
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor
 
@@ -37,6 +40,16 @@ def prefix_tokens(vit: VisionTransformer, batch: int) -> Tensor:
     return prefix
 
 
+def run_blocks(vit: VisionTransformer, x: Tensor, block_fn=None) -> Tensor:
+    """``x`` through ``vit.blocks`` (each ``block_fn(block, x)``, default the block itself), with activation
+    checkpointing per block when ``vit.set_grad_checkpointing()`` asked for it and gradients are being recorded."""
+    checkpointing = getattr(vit, "grad_checkpointing", False) and torch.is_grad_enabled()
+    for block in vit.blocks:
+        step = block if block_fn is None else functools.partial(block_fn, block)
+        x = torch.utils.checkpoint.checkpoint(step, x, use_reentrant=False) if checkpointing else step(x)
+    return x
+
+
 def embed_tokens(vit: VisionTransformer, images: Tensor) -> Tensor:
     """The token sequence (B, P + N, D) that enters ``vit.blocks``, as in timm's ``forward_features``."""
     return vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(images))))
@@ -59,5 +72,5 @@ def encode_subset(vit: VisionTransformer, images: Tensor, index: Tensor) -> Tens
         tokens = tokens + patch_pos_embed(vit)
     tokens = tokens.gather(1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
     x = vit.norm_pre(vit.pos_drop(torch.cat([prefix_tokens(vit, tokens.shape[0]), tokens], dim=1)))
-    x = vit.norm(vit.blocks(x))
+    x = vit.norm(run_blocks(vit, x))
     return vit.forward_head(x, pre_logits=True)

@@ -16,7 +16,10 @@ from training.frameworks.dino import DINO
 from training.methods.base import StepContext
 from training.methods.dino import DINOMethod, DINOSettings
 from training.objectives.dino import Center, cross_entropy, dino_loss
-from training.views.adclr_queries import encode_queries_standalone, forward_with_queries, sample_query_crops
+from training.views.adclr_queries import encode_queries_standalone, forward_with_queries
+from training.views.crops import ViewGeometry
+from training.views.draws import RandomSource
+from training.views.geometry import CropSpec, for_crops
 from training.views.pipeline import ViewPipelineConfig
 from training.views.presets import dino_query
 
@@ -60,11 +63,18 @@ class ADCLRMethod(DINOMethod):
         query = replace(view, size=self.queries.size, scale=tuple(self.queries.scale), flip_p=0.0)
         return super().base_views(view, name) + [query]
 
-    def views(self, images: Tensor, indices: Tensor, generator: torch.Generator, epoch: int) -> dict[str, Tensor]:
-        out = super().views(images, indices, generator, epoch)
+    def crop_specs(self) -> list[CropSpec]:
         q = self.queries
-        out["queries"], _ = sample_query_crops(images, num_queries=q.num_queries, size=q.size, scale=tuple(q.scale),
-                                               generator=generator, augment=self.pipelines[-1])
+        # RandomResizedCrop's law at the query size and scale; no flip (the released code's query crops)
+        return super().crop_specs() + [CropSpec("queries", q.size, tuple(q.scale), interpolation="bicubic",
+                                                flip_p=0.0, count=q.num_queries)]
+
+    def finish_views(self, crops: dict[str, Tensor], geometry: dict[str, ViewGeometry], generator: RandomSource,
+                     epoch: int) -> dict[str, Tensor]:
+        out = super().finish_views(crops, geometry, generator, epoch)
+        queries = crops["queries"]
+        draws = for_crops(generator, self.queries.num_queries)
+        out["queries"] = self.pipelines[-1].photometric(queries.flatten(0, 1), draws).view_as(queries)
         return out
 
     def forward(self, inputs: dict[str, Tensor], substep: int, ctx: StepContext) -> dict[str, Tensor]:

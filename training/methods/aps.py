@@ -16,6 +16,8 @@ from training.frameworks.mocov3 import MoCoV3
 from training.methods.base import StepContext
 from training.methods.mocov3 import MoCoSettings, MoCoV3Method
 from training.views.aps import free_fraction, selective_subsets, sparse_subsets, subset_size
+from training.views.crops import ViewGeometry
+from training.views.draws import RandomSource
 from training.views.pipeline import ViewPipelineConfig
 from training.views.presets import aps_cifar
 
@@ -45,12 +47,15 @@ class APSMethod(MoCoV3Method):
     def paper_views(self, mean: tuple[float, ...], std: tuple[float, ...]) -> list[ViewPipelineConfig]:
         return [replace(aps_cifar(), size=self.image_size, mean=mean, std=std)] * 2
 
-    def views(self, images: Tensor, indices: Tensor, generator: torch.Generator, epoch: int) -> dict[str, Tensor]:
-        (x1, g1), (x2, g2) = self.crop_views(images, indices, generator, epoch, self.pipelines[:2])
-        s1 = sparse_subsets(images.shape[0], self.grid, self.aps.ratio, self.aps.steps, generator, device=x1.device)
+    def finish_views(self, crops: dict[str, Tensor], geometry: dict[str, ViewGeometry], generator: RandomSource,
+                     epoch: int) -> dict[str, Tensor]:
+        out = super().finish_views(crops, geometry, generator, epoch)
+        g1, g2 = geometry["x1"], geometry["x2"]
+        batch, device = out["x1"].shape[0], out["x1"].device
+        s1 = sparse_subsets(batch, self.grid, self.aps.ratio, self.aps.steps, generator, device=device)
         s2 = [selective_subsets(free_fraction(g1, g2, s1[:, t], self.grid, ignore_flips=self.aps.ignore_flips),
                                 self.n, self.aps.gamma, generator) for t in range(self.aps.steps)]
-        return {"x1": x1, "x2": x2, "s1": s1, "s2": torch.stack(s2, dim=1)}
+        return dict(out, s1=s1, s2=torch.stack(s2, dim=1))
 
     def forward(self, inputs: dict[str, Tensor], substep: int, ctx: StepContext) -> dict[str, Tensor]:
         return self.symmetric(inputs["x1"], inputs["x2"], inputs["s1"][:, substep], inputs["s2"][:, substep])

@@ -1,9 +1,9 @@
 """The interface every method implements, and what the methods share: settings, views from the recipe, hooks.
 
 A :class:`Method` is the ``nn.Module`` that DistributedDataParallel wraps: it owns the framework (MoCo v3 or DINO)
-and any loss state (DINO centres), draws the views of a *global* batch (:meth:`Method.views`, sliced per rank by the
-loop) and computes the loss terms of one optimizer step (:meth:`Method.forward`). The loop calls it at fixed
-points: :meth:`Method.update_ema` before the forward pass or after the optimizer step (``ema_after_step``),
+and any loss state (DINO centres), describes the views of this rank's batch in two stages (:meth:`Method.crop_specs`,
+the geometric stage, runs where the images are decoded; :meth:`Method.finish_views` does the rest on the device) and
+computes the loss terms of one optimizer step (:meth:`Method.forward`). The loop calls it at fixed points: :meth:`Method.update_ema` before the forward pass or after the optimizer step (``ema_after_step``),
 :meth:`Method.after_backward` between backward and the step, :meth:`Method.end_of_epoch` after each epoch.
 
 A method builds itself from the resolved config (:meth:`Method.from_config`): its framework settings
@@ -15,8 +15,10 @@ the named base views for the two main views (:meth:`Method.base_views`); ``views
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -26,8 +28,19 @@ from training.errors import MethodConfigError
 from training.frameworks.backbone import build_backbone
 from training.views.color import normalize
 from training.views.crops import ViewGeometry
+from training.views.draws import RandomSource
+from training.views.geometry import CropGuide, CropSpec, crop_in_memory, draw_geometry
 from training.views.pipeline import ViewPipeline, ViewPipelineConfig
 from training.views.presets import BASE_VIEWS
+
+
+class EvalImages(Protocol):
+    """The training set for passes without augmentation (ContrastiveCrop's box refresh)."""
+
+    def __len__(self) -> int: ...
+
+    def batches(self, indices: Tensor, batch_size: int, size: int) -> Iterator[Tensor]:
+        """uint8 (b, 3, size, size) batches of the whole images ``indices``, in order."""
 
 
 @dataclass
@@ -149,24 +162,28 @@ class Method(nn.Module):
         return dict(input_size=(3, *backbone.patch_embed.img_size), interpolation="bicubic", crop_pct=1.0,
                     crop_mode="center", mean=tuple(mean), std=tuple(std))
 
-    def crop_boxes(self, indices: Tensor, height: int, width: int, epoch: int,
-                   generator: torch.Generator) -> Tensor | None:
-        """Pixel crop boxes (B, 4) for the images ``indices``, or None: the pipelines sample their own."""
+    def crop_specs(self) -> list[CropSpec]:
+        """The crops of the views, in drawing order (the two main views; DINO adds local crops, ADCLR queries)."""
+        return [CropSpec.of("x1", self.pipelines[0].cfg), CropSpec.of("x2", self.pipelines[1].cfg)]
+
+    def crop_guide(self) -> CropGuide | None:
+        """What places the guided crops (ContrastiveCrop's boxes), or None."""
         return None
 
-    def crop_views(self, images: Tensor, indices: Tensor, generator: torch.Generator, epoch: int,
-                   pipelines: list[ViewPipeline]) -> list[tuple[Tensor, ViewGeometry]]:
-        """One view per pipeline, in order, from the one generator (with :meth:`crop_boxes` where it gives any)."""
-        out = []
-        for pipeline in pipelines:
-            boxes = self.crop_boxes(indices, images.shape[-2], images.shape[-1], epoch, generator)
-            out.append(pipeline(images, generator, boxes=boxes))
-        return out
+    def finish_views(self, crops: dict[str, Tensor], geometry: dict[str, ViewGeometry], generator: RandomSource,
+                     epoch: int) -> dict[str, Tensor]:
+        """The inputs of :meth:`forward` from the flipped crops in [0, 1] of :meth:`crop_specs` and their geometry:
+        the photometric steps of each view, and what the method derives from the geometry."""
+        return {"x1": self.pipelines[0].photometric(crops["x1"], generator),
+                "x2": self.pipelines[1].photometric(crops["x2"], generator)}
 
-    def views(self, images: Tensor, indices: Tensor, generator: torch.Generator, epoch: int) -> dict[str, Tensor]:
-        """The inputs of a global batch (images in [0, 1], their dataset ``indices``) for :meth:`forward`."""
-        (x1, _), (x2, _) = self.crop_views(images, indices, generator, epoch, self.pipelines[:2])
-        return {"x1": x1, "x2": x2}
+    def views(self, images: Tensor, indices: Tensor, generator: RandomSource, epoch: int) -> dict[str, Tensor]:
+        """All stages of the views of a batch held in memory (images in [0, 1], their dataset ``indices``), from one
+        random source (the training loop draws the geometric and photometric stages from separate streams)."""
+        specs = self.crop_specs()
+        geometry = draw_geometry(specs, images.shape[-2], images.shape[-1], generator, indices=indices, epoch=epoch,
+                                 guide=self.crop_guide())
+        return self.finish_views(crop_in_memory(images, geometry, specs), geometry, generator, epoch)
 
     # --------------------------------------------------------------------------------------------------- hooks
 
@@ -178,11 +195,21 @@ class Method(nn.Module):
         """Move the framework's momentum encoder or teacher towards the online modules."""
         self.framework.update_ema(m)
 
+    @contextmanager
+    def pooled_updates(self) -> Iterator[None]:
+        """The loss state's updates (DINO centres: modules with ``deferred()``) of the forward passes inside the
+        block, pooled into one update at its end: one optimizer step's micro-batches update it as one batch."""
+        with ExitStack() as stack:
+            for module in self.modules():
+                if module is not self and callable(getattr(module, "deferred", None)):
+                    stack.enter_context(module.deferred())
+            yield
+
     def after_backward(self, epoch: int) -> None:
         """Hook between backward and the optimizer step."""
 
-    def end_of_epoch(self, epoch: int, images: Tensor, device: torch.device) -> None:
-        """Hook after (0-based) ``epoch``, with the whole training set ``images`` (uint8 (N, 3, H, W))."""
+    def end_of_epoch(self, epoch: int, images: EvalImages, device: torch.device) -> None:
+        """Hook after (0-based) ``epoch``, with the whole training set as ``images`` (un-augmented batches)."""
 
     def eval_backbone(self) -> nn.Module:
         """The encoder evaluated and published."""

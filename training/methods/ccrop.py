@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -20,13 +20,13 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
 from training import distributed
-from training.data import to_unit_float
+from training.data.batch import to_unit_float
 from training.errors import MethodConfigError
-from training.methods.base import Method
+from training.methods.base import EvalImages, Method
 from training.methods.dino import DINOMethod
 from training.methods.mocov3 import MoCoV3Method
-from training.views.contrastive_crop import (BoxBank, center_suppressed_boxes, heatmap_boxes, should_update_boxes,
-                                             uses_boxes, vit_heatmaps)
+from training.views.contrastive_crop import BoxBank, BoxGuide, heatmap_boxes, should_update_boxes, vit_heatmaps
+from training.views.geometry import CropSpec
 
 
 @dataclass
@@ -43,35 +43,31 @@ class CCropConfig:
 
 
 class ContrastiveCrop:
-    """Crop boxes for the views of a batch, and the box refresh."""
+    """The box bank, the guide that crops with it, and the box refresh."""
 
-    def __init__(self, num_images: int, cfg: CCropConfig, *, total_epochs: int, device: torch.device) -> None:
+    def __init__(self, num_images: int, cfg: CCropConfig, *, total_epochs: int) -> None:
         self.cfg, self.total_epochs = cfg, total_epochs
-        self.bank = BoxBank(num_images, device=device)
+        self.bank = BoxBank(num_images)
+        self.guide = BoxGuide(self.bank, cfg.warmup_epochs, tuple(cfg.scale), cfg.alpha)
         self.updates = 0
 
-    def boxes(self, indices: Tensor, height: int, width: int, epoch: int, generator: torch.Generator) -> Tensor | None:
-        """Pixel crop boxes (B, 4) for the images ``indices`` in (0-based) ``epoch``; None during the warm-up."""
-        if not uses_boxes(epoch + 1, self.cfg.warmup_epochs):
-            return None
-        return center_suppressed_boxes(self.bank[indices], height, width, scale=tuple(self.cfg.scale),
-                                       alpha=self.cfg.alpha, generator=generator)
-
     @torch.no_grad()
-    def end_of_epoch(self, epoch: int, vit: VisionTransformer, images: Tensor,
+    def end_of_epoch(self, epoch: int, vit: VisionTransformer, images: EvalImages,
                      normalize: Callable[[Tensor], Tensor], device: torch.device) -> bool:
         """Recompute every box if (0-based) ``epoch`` is an update epoch; returns whether it did."""
         if not should_update_boxes(epoch + 1, self.cfg.warmup_epochs, self.cfg.interval, self.total_epochs):
             return False
-        n, world, rank = images.shape[0], distributed.world_size(), distributed.rank()
+        n, world, rank = len(images), distributed.world_size(), distributed.rank()
         shard = math.ceil(n / world)
         mine = torch.arange(rank * shard, min((rank + 1) * shard, n))
         out = torch.zeros(shard, 4, device=device)
-        for start in range(0, len(mine), self.cfg.batch_size):
-            idx = mine[start:start + self.cfg.batch_size]
-            x = normalize(to_unit_float(images[idx], device))
+        size = vit.patch_embed.img_size[0]
+        start = 0
+        for batch in images.batches(mine, self.cfg.batch_size, size):
+            x = normalize(to_unit_float(batch, device))
             maps = vit_heatmaps(vit, x, kind=self.cfg.heatmap)
-            out[start:start + len(idx)] = heatmap_boxes(maps, threshold=self.cfg.threshold, out_size=x.shape[-2:])
+            out[start:start + len(x)] = heatmap_boxes(maps, threshold=self.cfg.threshold, out_size=x.shape[-2:])
+            start += len(x)
         boxes = distributed.all_gather_nograd(out)[:n]
         self.bank.update(torch.arange(n), boxes)
         self.updates += 1
@@ -101,14 +97,16 @@ class _ContrastiveCropPlugin:
     def from_config(cls, cfg: dict[str, Any], *, num_images: int, total_epochs: int,
                     device: torch.device) -> Method:
         method = super().from_config(cfg, num_images=num_images, total_epochs=total_epochs, device=device)
-        method.crops = ContrastiveCrop(num_images, method.crop_settings, total_epochs=total_epochs, device=device)
+        method.crops = ContrastiveCrop(num_images, method.crop_settings, total_epochs=total_epochs)
         return method
 
-    def crop_boxes(self, indices: Tensor, height: int, width: int, epoch: int,
-                   generator: torch.Generator) -> Tensor | None:
-        return self.crops.boxes(indices, height, width, epoch, generator)
+    def crop_specs(self) -> list[CropSpec]:
+        return [replace(spec, guided=True) if spec.name in ("x1", "x2") else spec for spec in super().crop_specs()]
 
-    def end_of_epoch(self, epoch: int, images: Tensor, device: torch.device) -> None:
+    def crop_guide(self) -> BoxGuide:
+        return self.crops.guide
+
+    def end_of_epoch(self, epoch: int, images: EvalImages, device: torch.device) -> None:
         self.crops.end_of_epoch(epoch, self.framework.backbone, images, self.normalize, device)
 
     def extra_state(self) -> dict:

@@ -17,6 +17,9 @@ from training.frameworks.dino import DINO
 from training.frameworks.heads import DINOHeadSpec
 from training.methods.base import Method, StepContext, backbone_from_config, parse_settings
 from training.objectives.dino import Center, dino_loss, teacher_temperature
+from training.views.crops import ViewGeometry
+from training.views.draws import RandomSource
+from training.views.geometry import CropSpec, for_crops
 from training.views.pipeline import ViewPipelineConfig
 from training.views.presets import dino_global, dino_local
 
@@ -95,13 +98,18 @@ class DINOMethod(Method):
         if epoch < self.settings.freeze_last_layer:
             self.framework.cancel_last_layer_grads()
 
-    def views(self, images: Tensor, indices: Tensor, generator: torch.Generator, epoch: int) -> dict[str, Tensor]:
-        out = super().views(images, indices, generator, epoch)
+    def crop_specs(self) -> list[CropSpec]:
+        specs = super().crop_specs()
+        n = self.settings.local_crops_number
+        return specs + ([CropSpec.of("locals", self.pipelines[2].cfg, count=n)] if n else [])
+
+    def finish_views(self, crops: dict[str, Tensor], geometry: dict[str, ViewGeometry], generator: RandomSource,
+                     epoch: int) -> dict[str, Tensor]:
+        out = super().finish_views(crops, geometry, generator, epoch)
         n = self.settings.local_crops_number
         if n:
-            local = self.pipelines[2]
-            crops = [local(images, generator)[0] for _ in range(n)]
-            out["locals"] = torch.stack(crops, dim=1)
+            local = crops["locals"]
+            out["locals"] = self.pipelines[2].photometric(local.flatten(0, 1), for_crops(generator, n)).view_as(local)
         return out
 
     def forward(self, inputs: dict[str, Tensor], substep: int, ctx: StepContext) -> dict[str, Tensor]:

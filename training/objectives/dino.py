@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -30,20 +31,43 @@ def teacher_temperature(epoch: int, *, warmup_temp: float, final_temp: float, wa
 
 
 class Center(nn.Module):
-    """An EMA of the teacher's outputs over the global batch, subtracted before the teacher softmax."""
+    """An EMA of the teacher's outputs over the global batch, subtracted before the teacher softmax.
+
+    Inside :meth:`deferred` the updates of several forward passes (the micro-batches of one optimizer step) are
+    pooled and applied once at the end, as one update with the whole batch's mean: every micro-batch is centred
+    with the same centre, as the undivided batch would be.
+    """
 
     def __init__(self, dim: int, momentum: float = 0.9) -> None:
         super().__init__()
         self.momentum = momentum
         self.register_buffer("center", torch.zeros(1, dim))
+        self._pending: list[tuple[Tensor, int]] | None = None
 
     @torch.no_grad()
     def update(self, teacher_logits: Sequence[Tensor]) -> None:
         """Fold in the mean of the local teacher logits (each (B, K) or (B, L, K)) across all ranks."""
         flat = torch.cat([t.reshape(-1, t.shape[-1]).float() for t in teacher_logits])
-        total = all_reduce_sum(flat.sum(dim=0, keepdim=True))
-        mean = total / (flat.shape[0] * world_size())
+        local = (flat.sum(dim=0, keepdim=True), flat.shape[0])
+        if self._pending is not None:
+            self._pending.append(local)
+        else:
+            self._fold_in(*local)
+
+    def _fold_in(self, local_sum: Tensor, count: int) -> None:
+        mean = all_reduce_sum(local_sum) / (count * world_size())
         self.center.mul_(self.momentum).add_(mean, alpha=1 - self.momentum)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Pool the updates made inside the block into one, applied when it ends."""
+        self._pending = []
+        try:
+            yield
+        finally:
+            pending, self._pending = self._pending, None
+            if pending:
+                self._fold_in(sum(p[0] for p in pending), sum(p[1] for p in pending))
 
     def teacher_probs(self, teacher_logits: Tensor, temperature: float) -> Tensor:
         """softmax((t - c) / tau_t) over the last dimension, in float32, without gradient."""

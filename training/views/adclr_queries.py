@@ -17,11 +17,13 @@ the student and in the teacher alike. A query therefore carries its layout (whic
 not its location in the view: the paper's queries are correspondence-free, and the location-aware positional
 queries belong to PQCL.
 
-Query crops get no flip (as in the released code); their colour augmentations, when wanted, come from a
-``ViewPipeline`` passed as ``augment`` (``training.views.presets.dino_query``).
+The query crops themselves are the ADCLR method's ``queries`` crop spec (cut with the other crops, in a worker when
+streaming): no flip, as in the released code, and the colour steps of ``training.views.presets.dino_query``.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import Tensor
@@ -30,37 +32,7 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import Block, VisionTransformer
 
 from training.errors import ViewConfigError
-from training.frameworks.tokens import embed_tokens, patch_pos_embed, prefix_tokens
-from training.views.crops import Interpolation, crops_per_image, sample_crop_boxes
-from training.views.pipeline import ViewPipeline
-
-
-def sample_query_crops(
-    images: Tensor, *, num_queries: int, size: int, scale: tuple[float, float] = (0.05, 0.25),
-    generator: torch.Generator, ratio: tuple[float, float] = (3 / 4, 4 / 3), interpolation: Interpolation = "bicubic",
-    augment: ViewPipeline | None = None,
-) -> tuple[Tensor, Tensor]:
-    """``num_queries`` RandomResizedCrop query crops of every image.
-
-    Args:
-        images: (B, 3, H, W) float in [0, 1].
-        num_queries: query crops per image.
-        size: side of each crop in pixels (a multiple of the ViT's patch size).
-        scale: area fraction range of the crops.
-        generator: the random source.
-        augment: optional pipeline whose post-crop steps (jitter, grayscale, blur, normalisation) are applied.
-
-    Returns:
-        (crops (B, nq, 3, size, size), boxes (B, nq, 4) as (top, left, height, width) in source pixels).
-    """
-    batch, _, height, width = images.shape
-    boxes = sample_crop_boxes(batch * num_queries, height, width, scale=scale, ratio=ratio, generator=generator,
-                              device=images.device).view(batch, num_queries, 4)
-    crops = crops_per_image(images, boxes, size, interpolation=interpolation)
-    if augment is not None:
-        flat, _ = augment.augment(crops.flatten(0, 1), generator)
-        crops = flat.view_as(crops)
-    return crops, boxes
+from training.frameworks.tokens import embed_tokens, run_blocks, patch_pos_embed, prefix_tokens
 
 
 def _check_supported(vit: VisionTransformer) -> None:
@@ -125,9 +97,7 @@ def forward_tokens_with_queries(vit: VisionTransformer, x: Tensor, queries: Tens
     query = vit.norm_pre(vit.pos_drop(query)).reshape(batch, -1, view.shape[-1])
     n_view = view.shape[1]
     tokens = torch.cat([view, query], dim=1)
-    for block in vit.blocks:
-        tokens = _one_way_block(block, tokens, n_view)
-    tokens = vit.norm(tokens)
+    tokens = vit.norm(run_blocks(vit, tokens, functools.partial(_one_way_block, n_view=n_view)))
     return tokens[:, :n_view], tokens[:, n_view:]
 
 

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from training.errors import ViewConfigError
 from training.views.crops import ViewGeometry
-from training.views.draws import rand_uniform, random_permutations
+from training.views.draws import RandomSource, rand_uniform, random_permutations
 
 FREE_EPS = 1e-6  # free fractions below this count as fully covered (official code)
 
@@ -39,7 +39,7 @@ def subset_size(grid: int, ratio: float) -> int:
     return math.floor(grid * grid * ratio)
 
 
-def sparse_subsets(batch: int, grid: int, ratio: float, steps: int, generator: torch.Generator, *,
+def sparse_subsets(batch: int, grid: int, ratio: float, steps: int, generator: RandomSource, *,
                    device: torch.device | str | None = None) -> Tensor:
     """View 1's patch subsets for the T steps: chunk t of one random permutation per image.
 
@@ -107,7 +107,7 @@ def free_fraction(geom1: ViewGeometry, geom2: ViewGeometry, subset1: Tensor, gri
     return torch.where(free < FREE_EPS, torch.zeros_like(free), free).view(batch, grid * grid)
 
 
-def selective_subsets(free: Tensor, n: int, gamma: float, generator: torch.Generator) -> Tensor:
+def selective_subsets(free: Tensor, n: int, gamma: float, generator: RandomSource) -> Tensor:
     """View 2's subset: n distinct cells drawn without replacement with probabilities proportional to free ** gamma.
 
     When fewer than n cells have non-zero weight, all of them are taken and the remainder is drawn uniformly from

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from training.views.draws import bernoulli, rand_uniform
+from training.views.draws import RandomSource, bernoulli, rand_uniform
 
 _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
 
@@ -86,7 +86,7 @@ def _factor_range(strength: float, *, centre: float) -> tuple[float, float]:
 
 def color_jitter(
     images: Tensor, *, brightness: float, contrast: float, saturation: float, hue: float, p: float,
-    generator: torch.Generator,
+    generator: RandomSource,
 ) -> Tensor:
     """torchvision's ``RandomApply([ColorJitter(brightness, contrast, saturation, hue)], p)`` on every image.
 
@@ -98,9 +98,9 @@ def color_jitter(
     ranges = (_factor_range(brightness, centre=1), _factor_range(contrast, centre=1),
               _factor_range(saturation, centre=1), (-hue, hue))
     active = (brightness > 0, contrast > 0, saturation > 0, hue > 0)
-    factors = rand_uniform((4, batch), generator=generator, device=device,
-                           low=torch.tensor([r[0] for r in ranges], device=device).view(4, 1),
-                           high=torch.tensor([r[1] for r in ranges], device=device).view(4, 1))
+    factors = rand_uniform((batch, 4), generator=generator, device=device,
+                           low=torch.tensor([r[0] for r in ranges], device=device),
+                           high=torch.tensor([r[1] for r in ranges], device=device)).t()
     order = torch.argsort(rand_uniform((batch, 4), generator=generator, device=device), dim=1)
     out = images.clone()
     for stage in range(4):
@@ -111,7 +111,7 @@ def color_jitter(
     return out
 
 
-def grayscale(images: Tensor, *, p: float, generator: torch.Generator) -> Tensor:
+def grayscale(images: Tensor, *, p: float, generator: RandomSource) -> Tensor:
     """Replace each image by its 3-channel luma image with probability ``p``."""
     apply = bernoulli(images.shape[0], p, generator=generator, device=images.device).view(-1, 1, 1, 1)
     return torch.where(apply, rgb_to_gray(images).expand_as(images), images)
@@ -137,7 +137,7 @@ def blur(images: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
 
 
 def gaussian_blur(
-    images: Tensor, *, sigma: tuple[float, float] = (0.1, 2.0), p: float, generator: torch.Generator,
+    images: Tensor, *, sigma: tuple[float, float] = (0.1, 2.0), p: float, generator: RandomSource,
     kernel_size: int | None = None,
 ) -> Tensor:
     """Blur each image with probability ``p``, with sigma ~ U(sigma) drawn per image."""
@@ -153,7 +153,7 @@ def gaussian_blur(
     return out
 
 
-def solarize(images: Tensor, *, p: float, generator: torch.Generator, threshold: float = 0.5) -> Tensor:
+def solarize(images: Tensor, *, p: float, generator: RandomSource, threshold: float = 0.5) -> Tensor:
     """Invert the pixels at or above ``threshold`` of each image with probability ``p``."""
     apply = bernoulli(images.shape[0], p, generator=generator, device=images.device).view(-1, 1, 1, 1)
     return torch.where(apply & (images >= threshold), 1 - images, images)

@@ -24,6 +24,7 @@ that alpha = 0.1 does not underflow) because ``torch.distributions.Beta`` cannot
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -33,6 +34,7 @@ from timm.models.vision_transformer import VisionTransformer
 from training.errors import ViewConfigError
 from training.frameworks.tokens import embed_tokens, patch_tokens
 from training.views.crops import sample_crop_boxes
+from training.views.draws import RandomSource, rand_normal, rand_uniform
 
 HEATMAP_KINDS = ("channel_sum", "token_norm", "cls_attention")
 
@@ -99,25 +101,29 @@ def heatmap_boxes(heatmaps: Tensor, *, threshold: float, out_size: int | tuple[i
     return torch.where(found.unsqueeze(1), boxes, whole)
 
 
-def _log_gamma(shape: tuple[int, ...], alpha: float, generator: torch.Generator) -> Tensor:
-    """log of Gamma(alpha, 1) draws (float64): Marsaglia-Tsang on alpha + 1, then times U^(1/alpha)."""
+def _log_gamma(shape: tuple[int, ...], alpha: float, generator: RandomSource) -> Tensor:
+    """log of Gamma(alpha, 1) draws (float64): Marsaglia-Tsang on alpha + 1, then times U^(1/alpha).
+
+    The boost U is drawn before the rejection loop, so that with per-sample draws a sample's numbers do not depend
+    on how many rounds the other samples of its batch needed.
+    """
     d = alpha + 1 - 1 / 3
     c = 1 / math.sqrt(9 * d)
+    boost = rand_uniform(shape, generator=generator).double()
     out = torch.empty(shape, dtype=torch.float64, device=generator.device)
     done = torch.zeros(shape, dtype=torch.bool, device=generator.device)
     while not bool(done.all()):
-        x = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float64)
-        u = torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float64)
+        x = rand_normal(shape, generator=generator)
+        u = rand_uniform(shape, generator=generator).double()
         v = (1 + c * x) ** 3
         log_v = torch.log(v.clamp_min(1e-300))
         accept = (v > 0) & (torch.log(u) < 0.5 * x * x + d - d * v + d * log_v) & ~done
         out = torch.where(accept, math.log(d) + log_v, out)
         done |= accept
-    boost = torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float64)
     return out + torch.log(boost.clamp_min(1e-300)) / alpha
 
 
-def sample_beta(shape: tuple[int, ...], alpha: float, *, generator: torch.Generator) -> Tensor:
+def sample_beta(shape: tuple[int, ...], alpha: float, *, generator: RandomSource) -> Tensor:
     """Symmetric Beta(alpha, alpha) draws (float64, on the generator's device; 1.0 is possible by rounding)."""
     if alpha <= 0:
         raise ViewConfigError(f"the Beta parameter alpha must be positive, got {alpha}.")
@@ -126,7 +132,7 @@ def sample_beta(shape: tuple[int, ...], alpha: float, *, generator: torch.Genera
 
 def center_suppressed_boxes(
     norm_boxes: Tensor, height: int, width: int, *, scale: tuple[float, float] = (0.2, 1.0),
-    ratio: tuple[float, float] = (3 / 4, 4 / 3), alpha: float = 0.6, generator: torch.Generator,
+    ratio: tuple[float, float] = (3 / 4, 4 / 3), alpha: float = 0.6, generator: RandomSource,
 ) -> Tensor:
     """Crop boxes (B, 4) as (top, left, height, width) in pixels whose centres fall inside ``norm_boxes``.
 
@@ -156,24 +162,28 @@ def center_suppressed_boxes(
 
 
 class BoxBank:
-    """One normalised box (h_min, w_min, h_max, w_max) per training image, initialised to the whole image."""
+    """One normalised box (h_min, w_min, h_max, w_max) per training image, initialised to the whole image.
 
-    def __init__(self, size: int, *, device: torch.device | str = "cpu") -> None:
-        self.boxes = torch.tensor([0.0, 0.0, 1.0, 1.0], device=device).repeat(size, 1)
+    The boxes live in CPU shared memory and are only ever updated in place, so DataLoader workers (forked or
+    spawned, persistent or not) read the current boxes without a copy per epoch.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.boxes = torch.tensor([0.0, 0.0, 1.0, 1.0]).repeat(size, 1).share_memory_()
 
     def __len__(self) -> int:
         return self.boxes.shape[0]
 
     def __getitem__(self, indices: Tensor) -> Tensor:
         """Boxes (len(indices), 4) of dataset ``indices``, on the indices' device."""
-        return self.boxes[indices.to(self.boxes.device)].to(indices.device)
+        return self.boxes[indices.cpu()].to(indices.device)
 
     def update(self, indices: Tensor, boxes: Tensor) -> None:
         """Replace the boxes of dataset ``indices``."""
-        self.boxes[indices.to(self.boxes.device)] = boxes.to(self.boxes)
+        self.boxes[indices.cpu()] = boxes.to(self.boxes)
 
     def state_dict(self) -> dict[str, Tensor]:
-        return {"boxes": self.boxes.cpu().clone()}
+        return {"boxes": self.boxes.clone()}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         boxes = state["boxes"]
@@ -182,7 +192,24 @@ class BoxBank:
                 f"the checkpoint holds {tuple(boxes.shape)} ContrastiveCrop boxes but this dataset needs "
                 f"{tuple(self.boxes.shape)}; resume with the same training set."
             )
-        self.boxes = boxes.to(self.boxes)
+        self.boxes.copy_(boxes)
+
+
+@dataclass
+class BoxGuide:
+    """The crops of the main views after the warm-up: centre-suppressed boxes inside each image's bank box."""
+
+    bank: BoxBank
+    warmup_epochs: int
+    scale: tuple[float, float]
+    alpha: float
+
+    def boxes(self, indices: Tensor, epoch: int, height: int, width: int, generator: RandomSource) -> Tensor | None:
+        """Pixel boxes (B, 4) for the images ``indices`` in (0-based) ``epoch``; None during the warm-up."""
+        if not uses_boxes(epoch + 1, self.warmup_epochs):
+            return None
+        return center_suppressed_boxes(self.bank[indices], height, width, scale=tuple(self.scale), alpha=self.alpha,
+                                       generator=generator)
 
 
 def uses_boxes(epoch: int, warmup: int) -> bool:

@@ -1,7 +1,7 @@
 """Crop geometry: RandomResizedCrop boxes, resized crops of float image tensors, flips and :class:`ViewGeometry`.
 
 Every function works on a whole batch of float images in [0, 1], shape (B, 3, H, W), on CPU or GPU, with random
-numbers from the caller's generator (:mod:`training.views.draws`). The laws follow torchvision:
+numbers from the caller's generator or per-sample draws (:mod:`training.views.draws`). The laws follow torchvision:
 
 - :func:`sample_crop_boxes` is ``RandomResizedCrop.get_params`` (10 tries, then the centre-crop fallback),
   vectorised over the batch.
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from training.errors import ViewConfigError
-from training.views.draws import rand_uniform
+from training.views.draws import RandomSource, rand_uniform
 
 Interpolation = Literal["bilinear", "bicubic"]
 
@@ -45,7 +45,7 @@ class ViewGeometry:
 
 def sample_crop_boxes(
     batch: int, height: int, width: int, *, scale: tuple[float, float], ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    generator: torch.Generator, device: torch.device | str | None = None, tries: int = 10,
+    generator: RandomSource, device: torch.device | str | None = None, tries: int = 10,
 ) -> Tensor:
     """RandomResizedCrop boxes for ``batch`` images of ``height`` x ``width`` pixels.
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor
 
 from sslzoo.preprocessing import CIFAR10_MEAN, CIFAR10_STD_APS
 from training.views.color import color_jitter, default_blur_kernel, gaussian_blur, grayscale, normalize, solarize
 from training.views.crops import Interpolation, ViewGeometry, hflip, resized_crops, sample_crop_boxes
-from training.views.draws import bernoulli
+from training.views.draws import RandomSource, bernoulli
 
 
 @dataclass
@@ -45,7 +44,7 @@ class ViewPipeline:
         self.cfg = cfg
 
     def __call__(
-        self, images: Tensor, generator: torch.Generator, *, boxes: Tensor | None = None,
+        self, images: Tensor, generator: RandomSource, *, boxes: Tensor | None = None,
     ) -> tuple[Tensor, ViewGeometry]:
         """Crop (sampled, or ``boxes`` (B, 4) when given, e.g. from ContrastiveCrop), then :meth:`augment`."""
         batch, _, height, width = images.shape
@@ -56,11 +55,14 @@ class ViewPipeline:
         views, flipped = self.augment(crops, generator)
         return views, ViewGeometry(boxes=boxes.to(images.device).float(), flipped=flipped)
 
-    def augment(self, crops: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def augment(self, crops: Tensor, generator: RandomSource) -> tuple[Tensor, Tensor]:
         """Everything after the crop: returns the normalised views and the bool (B,) flip flags."""
+        flipped = bernoulli(crops.shape[0], self.cfg.flip_p, generator=generator, device=crops.device)
+        return self.photometric(hflip(crops, flipped), generator), flipped
+
+    def photometric(self, x: Tensor, generator: RandomSource) -> Tensor:
+        """The colour steps and the normalisation of cropped (and flipped) views in [0, 1]."""
         cfg = self.cfg
-        flipped = bernoulli(crops.shape[0], cfg.flip_p, generator=generator, device=crops.device)
-        x = hflip(crops, flipped)
         if cfg.jitter_p > 0:
             b, c, s, h = cfg.jitter
             x = color_jitter(x, brightness=b, contrast=c, saturation=s, hue=h, p=cfg.jitter_p, generator=generator)
@@ -71,4 +73,4 @@ class ViewPipeline:
             x = gaussian_blur(x, sigma=cfg.blur_sigma, p=cfg.blur_p, generator=generator, kernel_size=kernel)
         if cfg.solarize_p > 0:
             x = solarize(x, p=cfg.solarize_p, generator=generator)
-        return normalize(x, cfg.mean, cfg.std), flipped
+        return normalize(x, cfg.mean, cfg.std)
