@@ -132,6 +132,8 @@ def convert_global_bn(module: nn.Module, device: torch.device) -> nn.Module:
             new = GlobalBatchNorm1d(child.num_features, child.eps, child.momentum, child.affine,
                                     child.track_running_stats)
             new.load_state_dict(child.state_dict())
+            if child.affine:  # the same Parameter objects (as convert_sync_batchnorm does): a frozen EMA copy's
+                new.weight, new.bias = child.weight, child.bias  # BatchNorm stays frozen, out of the optimizer
             setattr(module, name, new)
         else:
             convert_global_bn(child, device)

@@ -104,3 +104,23 @@ def test_two_nodes_under_torchrun_match_one_process(small_cifar, tmp_path: Path)
     one = pretrain.train(resolve(tiny_argv("mocov3", small_cifar, tmp_path / "one", steps=2)))
     assert _losses(tmp_path / "nodes") == pytest.approx(_losses(one.run_dir), rel=1e-4)
     assert len(_losses(tmp_path / "nodes")) == 2
+
+
+def test_resuming_at_another_world_size_continues_the_same_run(small_cifar, tmp_path: Path) -> None:
+    """One process trains 2 of 4 iterations; two processes resume it; the losses are those of one process for 4."""
+    run = tmp_path / "run"
+    argv = tiny_argv("mocov3", small_cifar, run, steps=4, extra=["--ckpt-every", "2"])
+    pretrain.train(resolve(argv), stop_at=2)
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{REPO}", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
+           "-m", "training.pretrain", *argv, "--resume", "auto"]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = pretrain.train(resolve(tiny_argv("mocov3", small_cifar, tmp_path / "one", steps=4)))
+    assert len(_losses(run)) == 4
+    assert _losses(run) == pytest.approx(_losses(one.run_dir), rel=1e-4)
+    # another global batch would change what an iteration and an epoch are: refused, in one line
+    changed = [a if a != "16" else "32" for a in argv]
+    done = subprocess.run([sys.executable, "-m", "training.pretrain", *changed, "--resume", "auto"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "global batch of 16" in done.stderr and "Traceback" not in done.stderr
