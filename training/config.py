@@ -20,7 +20,7 @@ import yaml
 from sslzoo.errors import SslzooError
 from sslzoo.runlog import AMP_MODES
 from sslzoo.validation import int_at_least, positive
-from training.methods import METHODS
+from .methods import METHODS
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
 
@@ -61,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "method_args": {},
     "views": {},
     "log": {"every": 10, "knn_every_epochs": 0, "knn_every_steps": 0, "knn_bank": 5000, "knn_queries": 2000,
-            "knn_k": 20, "knn_split": "test", "progress": True},
+            "knn_k": 20, "knn_split": "test", "progress": True, "tensorboard": True},
     "ckpt_every": 500,
     "keep": 1,  # checkpoints kept: checkpoint.pt, and with N > 1 the last N as checkpoint-<iteration>.pt
     "output": None,
@@ -146,8 +146,8 @@ def set_dotted(cfg: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = parse_yaml(raw)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.pretrain",
+def parser(prog: str = "python -m training.pretrain") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog,
                                 description="Self-supervised pre-training of a ViT with a recipe and overrides.")
     p.add_argument("--recipe", help="recipe name in training/recipes or a YAML path (default: the method's recipe)")
     p.add_argument("--method", choices=list(METHODS))
@@ -184,6 +184,10 @@ def parser() -> argparse.ArgumentParser:
 
 def validate(cfg: dict[str, Any]) -> None:
     """Refuse lengths, sizes and rates that cannot train, whichever of recipe, --set or flag gave them."""
+    if cfg["data"] in (None, ""):
+        where = f"profile {cfg['profile']!r} of recipe {cfg['recipe']!r}" if cfg.get("profile") else "the recipe"
+        raise ConfigError(f"{where} names no training data: pass --data, an ImageNet-style folder (train/<class>/"
+                          "*.JPEG) or a file list.")
     int_at_least("batch_size", cfg["batch_size"])
     if cfg["amp"] not in (*AMP_MODES, "fp32", None):
         raise ConfigError(f"amp must be one of {list(AMP_MODES)}, got {cfg['amp']!r} (--set amp=...).")
@@ -206,9 +210,9 @@ def validate(cfg: dict[str, Any]) -> None:
         int_at_least(f"log.{key}", cfg["log"][key], 0, flag=f"--set log.{key}=N")
 
 
-def resolve(argv: list[str] | None = None) -> dict[str, Any]:
-    """The resolved config for a command line."""
-    args = parser().parse_args(argv)
+def resolve(argv: list[str] | None = None, *, prog: str = "python -m training.pretrain") -> dict[str, Any]:
+    """The resolved config for a command line (``prog``: the program's name in its usage and errors)."""
+    args = parser(prog).parse_args(argv)
     recipe_name = args.recipe or args.method or "mocov3"
     recipe = load_recipe(recipe_name)
     cfg = deep_merge(DEFAULTS, recipe, strict=True)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from sslzoo.data import EvalTransform
 from sslzoo.eval.knn import knn_classify
-from training.data import ImageSet
+from .data import ImageSet
 
 
 @torch.no_grad()

@@ -17,12 +17,13 @@ import torch
 
 from sslzoo.errors import SslzooError
 from sslzoo.runlog import CsvLog
-from training import distributed
-from training.data import CropBatch, step_generator
-from training.methods import StepContext
-from training.schedules import cosine, ema_momentum, set_lr_wd, warmup_cosine
-from training.trainer import Trainer, write_checkpoint
-from training.views.sample_draws import PHOTOMETRIC, SampleDraws, sample_keys
+from . import distributed
+from .data import CropBatch, step_generator
+from .methods import StepContext
+from .schedules import cosine, ema_momentum, set_lr_wd, warmup_cosine
+from .tensorboard_log import TensorBoardLog
+from .trainer import Trainer, write_checkpoint
+from .views.sample_draws import PHOTOMETRIC, SampleDraws, sample_keys
 
 LOG_NAME = "log.csv"
 _logger = logging.getLogger("training")
@@ -175,11 +176,14 @@ def fit(tr: Trainer, *, stop_at: int | None = None) -> Trainer:
     """Train from ``tr.iteration`` to the end (or to ``stop_at``, as a simulated kill after its checkpoint)."""
     cfg, env = tr.cfg, tr.env
     log = CsvLog(tr.run_dir / LOG_NAME) if env.is_main else None
+    events = TensorBoardLog(tr.run_dir, start_iteration=tr.iteration) if env.is_main and cfg["log"]["tensorboard"] \
+        else None
     bar = None
     if env.is_main and cfg["log"]["progress"]:
         from tqdm import tqdm
 
-        bar = tqdm(total=tr.total_iters, initial=tr.iteration, desc=cfg["method"], dynamic_ncols=True)
+        # tqdm shows the elapsed time, the ETA and iterations/s; the postfix adds the images/s of the last row
+        bar = tqdm(total=tr.total_iters, initial=tr.iteration, desc=cfg["method"], unit="it", dynamic_ncols=True)
     window = _Window()
     tr.method.train()
     ipe = tr.batches.iters_per_epoch
@@ -194,7 +198,8 @@ def fit(tr: Trainer, *, stop_at: int | None = None) -> Trainer:
             window.add(terms, cfg["batch_size"])
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{terms['lr']:.2e}")
+                bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{terms['lr']:.2e}",
+                                img_s=f"{window.images / max(time.perf_counter() - window.start, 1e-9):.1f}")
             if tr.iteration % ipe == 0:
                 tr.method.end_of_epoch(tr.iteration // ipe - 1, tr.source.eval_images, env.device)
             # the checkpoint comes before monitoring, so that nothing the monitor does can lose trained iterations
@@ -207,11 +212,18 @@ def fit(tr: Trainer, *, stop_at: int | None = None) -> Trainer:
                 row.update(window.row())
                 row.update(knn_top1=knn if knn is not None else "", elapsed_s=round(tr.elapsed, 3),
                            replaced_images=tr.replaced_images)
+                if env.device.type == "cuda":
+                    row["gpu_mem_gib"] = round(torch.cuda.max_memory_allocated(env.device) / 2**30, 3)
+                    torch.cuda.reset_peak_memory_stats(env.device)
                 log.write(row)
+                if events is not None:
+                    events.write(row)
                 window = _Window()
             if tr.iteration >= tr.total_iters or (stop_at is not None and tr.iteration >= stop_at):
                 stopped = stop_at is not None and tr.iteration >= stop_at
                 break
     if bar is not None:
         bar.close()
+    if events is not None:
+        events.close()
     return tr

@@ -27,16 +27,16 @@ import yaml
 from sslzoo.errors import SslzooError
 from sslzoo.notices import show_notices
 from sslzoo.runlog import CsvLog, amp_dtype
-from training import distributed
-from training.checkpoint import find_checkpoint
-from training.config import resolve
-from training.data import (DataConfigError, MemorySource, ShardedBatches, StreamEvalImages, StreamSource, choose_mode,
-                           list_image_files, load_split)
-from training.knn_monitor import KnnMonitor
-from training.loop import LOG_NAME, NonFiniteLossError, fit
-from training.methods import build_method
-from training.schedules import param_groups
-from training.trainer import Trainer, restore
+from . import distributed
+from .checkpoint import find_checkpoint
+from .config import resolve
+from .data import (DataConfigError, MemorySource, ShardedBatches, StreamEvalImages, StreamSource, choose_mode,
+                   list_image_files, load_split)
+from .knn_monitor import KnnMonitor
+from .loop import LOG_NAME, NonFiniteLossError, fit
+from .methods import build_method
+from .schedules import param_groups
+from .trainer import Trainer, restore
 
 _logger = logging.getLogger(__name__)
 
@@ -155,11 +155,12 @@ def train(cfg: dict[str, Any], *, stop_at: int | None = None) -> Trainer:
     return fit(tr, stop_at=stop_at)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m training.pretrain") -> int:
+    """The program (also ``sslzoo pretrain``); returns its exit status: 0, 1 (the run failed) or 2 (user error)."""
     show_notices()
     show_notices("training", "training")
     try:
-        cfg = resolve(argv)
+        cfg = resolve(argv, prog=prog)
         tr = train(cfg)
         if tr.env.is_main:
             print(f"done: {tr.iteration} iterations in {tr.elapsed:.1f} s; run folder {tr.run_dir}")

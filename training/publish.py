@@ -20,10 +20,10 @@ import torch
 from sslzoo.errors import SslzooError
 from sslzoo.files import save_safetensors
 from sslzoo.hub_folder import save_pretrained
-from training.checkpoint import find_checkpoint, load_checkpoint
-from training.config import parse_yaml
-from training.frameworks.backbone import build_backbone
-from training.methods import build_method
+from .checkpoint import find_checkpoint, load_checkpoint
+from .config import parse_yaml
+from .frameworks.backbone import build_backbone
+from .methods import build_method
 
 FULL_NAME = "full.safetensors"
 
@@ -90,8 +90,9 @@ def publish(run_dir: str | Path, output: str | Path, *, name: str | None = None,
     return output
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.publish", description="Turn a training run into a hub folder.")
+def main(argv: list[str] | None = None, prog: str = "python -m training.publish") -> int:
+    """The program (also ``sslzoo publish``); returns its exit status."""
+    p = argparse.ArgumentParser(prog=prog, description="Turn a training run into a hub folder.")
     p.add_argument("run_dir")
     p.add_argument("--output", required=True, help="hub folder to write")
     p.add_argument("--name", help="model name recorded in config.json and the card (default: the folder name)")

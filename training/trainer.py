@@ -10,11 +10,11 @@ import torch
 
 from sslzoo.errors import SslzooError
 from sslzoo.runlog import amp_dtype, autocast
-from training import distributed
-from training.checkpoint import load_checkpoint, rng_state, save_run_checkpoint, set_rng_state
-from training.data import MemorySource, ShardedBatches, StreamSource
-from training.knn_monitor import KnnMonitor
-from training.methods import Method
+from . import distributed
+from .checkpoint import load_checkpoint, rng_state, save_run_checkpoint, set_rng_state
+from .data import MemorySource, ShardedBatches, StreamSource
+from .knn_monitor import KnnMonitor
+from .methods import Method
 
 
 @dataclass

@@ -19,6 +19,22 @@ from .notices import show_notices
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
+# Programs other installed packages add as sub-commands (``[project.entry-points."sslzoo.commands"]``): the training
+# programs sit above the library in the import flow, so the library finds them by name instead of importing them.
+# Each entry point is ``main(argv, prog=...) -> exit status`` and parses its own arguments.
+COMMAND_GROUP = "sslzoo.commands"
+_COMMAND_HELP = {
+    "pretrain": "self-supervised pre-training from a recipe (python -m training.pretrain; see its --help)",
+    "publish": "turn a training run into a hub folder with a model card (python -m training.publish)",
+}
+
+
+def plugin_commands() -> dict:
+    """name -> entry point of the installed sub-commands of :data:`COMMAND_GROUP`."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=COMMAND_GROUP)}
+
 
 def _cmd_list(args: argparse.Namespace) -> int:
     names = registry.list_models(args.pattern or "*", pretrained=args.pretrained, include_aliases=args.aliases)
@@ -207,10 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_attention)
 
     add_eval_commands(sub)
+    for name in sorted(plugin_commands()):  # listed in --help; main() hands their arguments over untouched
+        sub.add_parser(name, help=_COMMAND_HELP.get(name, f"see sslzoo {name} --help"), add_help=False)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    plugins = plugin_commands() if argv and not argv[0].startswith("-") else {}
+    if argv and argv[0] in plugins:
+        return plugins[argv[0]].load()(argv[1:], prog=f"sslzoo {argv[0]}")
     show_notices()
     parser = build_parser()
     args = parser.parse_args(argv)

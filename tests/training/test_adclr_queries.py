@@ -113,3 +113,28 @@ def test_standalone_queries_are_timms_own_forward_of_each_crop(size):
 def test_query_crops_must_fit_the_patch_grid():
     with pytest.raises(aq.ViewConfigError, match="multiple of the ViT's patch size"):
         aq.encode_queries_standalone(make_vit(), torch.zeros(1, 1, 3, 10, 10))
+
+
+def test_the_one_way_mask_on_the_joint_sequence_is_the_two_call_attention():
+    """one_way_mask as SDPA's attn_mask over [view; queries] reproduces every block of the joint pass."""
+    from torch.nn import functional as F
+
+    vit = make_vit()
+    x, queries = _inputs(2, 2, 16, 11)
+    with torch.no_grad():
+        view, query = aq.forward_tokens_with_queries(vit, x, queries)
+        tokens = torch.cat([aq.embed_tokens(vit, x),
+                            vit.norm_pre(aq.embed_crops(vit, queries.flatten(0, 1))).reshape(2, -1, 64)], dim=1)
+        n_view = view.shape[1]
+        mask = aq.one_way_mask(n_view, tokens.shape[1] - n_view)
+        for block in vit.blocks:
+            h = block.norm1(tokens)
+            qkv = block.attn.qkv(h).reshape(2, tokens.shape[1], 3, 2, 32).permute(2, 0, 3, 1, 4)
+            out = F.scaled_dot_product_attention(*qkv.unbind(0), attn_mask=mask)
+            tokens = tokens + block.attn.proj(out.transpose(1, 2).reshape(2, tokens.shape[1], 64))
+            tokens = tokens + block.mlp(block.norm2(tokens))
+        tokens = vit.norm(tokens)
+    torch.testing.assert_close(tokens[:, :n_view], view, atol=1e-5, rtol=0)
+    torch.testing.assert_close(tokens[:, n_view:], query, atol=1e-5, rtol=0)
+    # without the mask the view tokens would see the queries
+    assert not aq.one_way_mask(3, 2)[:3, 3:].any() and aq.one_way_mask(3, 2)[3:].all()

@@ -4,13 +4,12 @@ geometry; unreadable files, the file-list cache, gradient accumulation and the c
 from __future__ import annotations
 
 import csv
-import random
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
+from tests.training.conftest import upscaled_copy
 from tests.training.test_pretrain import METHOD_NAMES, tiny_argv
 from training import loop, pretrain
 from training.checkpoint import load_checkpoint
@@ -23,16 +22,7 @@ from training.views.sample_draws import PHOTOMETRIC, SampleDraws, sample_keys
 @pytest.fixture(scope="module")
 def mixed_folder(small_cifar, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """An ImageFolder of the small CIFAR split's JPEGs upscaled to random sizes (40 to 120 px a side)."""
-    src, _ = small_cifar
-    root = tmp_path_factory.mktemp("mixed")
-    rng = random.Random(0)
-    for split in ("train", "test"):
-        for path in sorted((src / split).rglob("*.jpg")):
-            out = root / split / path.parent.name / path.name
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with Image.open(path) as im:
-                im.convert("RGB").resize((rng.randint(40, 120), rng.randint(40, 120)), Image.BICUBIC).save(
-                    out, quality=90)
+    root = upscaled_copy(small_cifar[0], tmp_path_factory.mktemp("mixed"), 40, 120)
     return root, tmp_path_factory.mktemp("mixed_cache")
 
 

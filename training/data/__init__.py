@@ -7,11 +7,11 @@
 - :mod:`training.data.source`: ``--data-mode`` and the two sources the loop reads the same way.
 """
 
-from training.data.batch import CropBatch, step_generator, to_unit_float
-from training.data.file_list import FileList, list_image_files
-from training.data.memory import ImageSet, MemorySource, load_split
-from training.data.sampler import DataConfigError, EpochBatchSampler, ShardedBatches
-from training.data.source import DATA_MODES, StreamEvalImages, StreamSource, choose_mode
+from .batch import CropBatch, step_generator, to_unit_float
+from .file_list import FileList, list_image_files
+from .memory import ImageSet, MemorySource, load_split
+from .sampler import DataConfigError, EpochBatchSampler, ShardedBatches
+from .source import DATA_MODES, StreamEvalImages, StreamSource, choose_mode
 
 __all__ = ["DATA_MODES", "CropBatch", "DataConfigError", "EpochBatchSampler", "FileList", "ImageSet",
            "MemorySource", "ShardedBatches", "StreamEvalImages", "StreamSource", "choose_mode", "list_image_files",

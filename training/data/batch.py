@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from training.views.crops import ViewGeometry
+from ..views.crops import ViewGeometry
 
 
 @dataclass

@@ -15,10 +15,10 @@ import torch
 from torch import Tensor
 
 from sslzoo.data import decoded_split
-from training.data.batch import CropBatch, to_unit_float
-from training.data.sampler import ShardedBatches
-from training.views.geometry import CropGuide, CropSpec, crop_in_memory, draw_geometry
-from training.views.sample_draws import GEOMETRY, SampleDraws, sample_keys
+from .batch import CropBatch, to_unit_float
+from .sampler import ShardedBatches
+from ..views.geometry import CropGuide, CropSpec, crop_in_memory, draw_geometry
+from ..views.sample_draws import GEOMETRY, SampleDraws, sample_keys
 
 
 @dataclass

@@ -27,13 +27,13 @@ from torch.utils.data import DataLoader, Subset
 
 from sslzoo.data import MixedImageSizesError, NAMED_DATASETS
 from sslzoo.data.binary import binary_format
-from training.data.batch import CropBatch, to_unit_float
-from training.data.file_list import FileList, is_list_file, list_image_files
-from training.data.memory import ImageSet, load_split
-from training.data.sampler import DataConfigError, EpochBatchSampler, ShardedBatches
-from training.data.stream import StreamCrops, WholeImages
-from training.views.crops import ViewGeometry
-from training.views.geometry import CropGuide, CropSpec
+from .batch import CropBatch, to_unit_float
+from .file_list import FileList, is_list_file, list_image_files
+from .memory import ImageSet, load_split
+from .sampler import DataConfigError, EpochBatchSampler, ShardedBatches
+from .stream import StreamCrops, WholeImages
+from ..views.crops import ViewGeometry
+from ..views.geometry import CropGuide, CropSpec
 
 DATA_MODES = ("auto", "memory", "stream")
 _logger = logging.getLogger(__name__)

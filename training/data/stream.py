@@ -27,9 +27,9 @@ from torch.utils.data import Dataset
 
 from sslzoo.data import DatasetFormatError
 from sslzoo.data.decode import load_rgb
-from training.data.file_list import FileList
-from training.views.geometry import CropGuide, CropSpec, draw_geometry
-from training.views.sample_draws import GEOMETRY, SampleDraws, sample_keys
+from .file_list import FileList
+from ..views.geometry import CropGuide, CropSpec, draw_geometry
+from ..views.sample_draws import GEOMETRY, SampleDraws, sample_keys
 
 MAX_REPLACEMENTS = 64
 

@@ -10,9 +10,9 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-from training.frameworks.backbone import copy_frozen, feature_dim
-from training.frameworks.ema import ema_update
-from training.frameworks.heads import DINOHead, DINOHeadSpec
+from .backbone import copy_frozen, feature_dim
+from .ema import ema_update
+from .heads import DINOHead, DINOHeadSpec
 
 
 class DINO(nn.Module):

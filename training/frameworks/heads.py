@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrizations
 
-from training.errors import MethodConfigError
+from ..errors import MethodConfigError
 
 
 @dataclass

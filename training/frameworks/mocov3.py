@@ -12,11 +12,11 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-from training.errors import MethodConfigError
-from training.frameworks.backbone import copy_frozen, feature_dim
-from training.frameworks.ema import ema_update
-from training.frameworks.heads import MLPHead, MLPSpec
-from training.frameworks.tokens import encode_subset
+from ..errors import MethodConfigError
+from .backbone import copy_frozen, feature_dim
+from .ema import ema_update
+from .heads import MLPHead, MLPSpec
+from .tokens import encode_subset
 
 
 def encode(vit: VisionTransformer, x: Tensor, index: Tensor | None = None) -> Tensor:

@@ -20,7 +20,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor
 
 from sslzoo.vit import prefix_slots
-from training.errors import MethodConfigError
+from ..errors import MethodConfigError
 
 
 def patch_pos_embed(vit: VisionTransformer) -> Tensor:

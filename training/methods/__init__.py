@@ -23,15 +23,15 @@ from typing import Any
 
 import torch
 
-from training import distributed
-from training.errors import MethodConfigError
-from training.methods.adclr import ADCLRMethod, ADCLRSettings
-from training.methods.aps import APSMethod, APSSettings
-from training.methods.base import Method, StepContext
-from training.methods.ccrop import CCropConfig, CCropMethod, ContrastiveCrop
-from training.methods.dino import DINOMethod, DINOSettings
-from training.methods.mocov3 import MoCoSettings, MoCoV3Method
-from training.methods.patchmix import PatchMixMethod, PatchMixSettings
+from .. import distributed
+from ..errors import MethodConfigError
+from .adclr import ADCLRMethod, ADCLRSettings
+from .aps import APSMethod, APSSettings
+from .base import Method, StepContext
+from .ccrop import CCropConfig, CCropMethod, ContrastiveCrop
+from .dino import DINOMethod, DINOSettings
+from .mocov3 import MoCoSettings, MoCoV3Method
+from .patchmix import PatchMixMethod, PatchMixSettings
 
 # method name (``--method``, a recipe's ``method:``) -> the class that builds itself from the config
 METHODS: dict[str, type[Method]] = {

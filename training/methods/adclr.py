@@ -11,17 +11,17 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from training.errors import MethodConfigError
-from training.frameworks.dino import DINO
-from training.methods.base import StepContext
-from training.methods.dino import DINOMethod, DINOSettings
-from training.objectives.dino import Center, cross_entropy, dino_loss
-from training.views.adclr_queries import encode_queries_standalone, forward_with_queries
-from training.views.crops import ViewGeometry
-from training.views.draws import RandomSource
-from training.views.geometry import CropSpec, for_crops
-from training.views.pipeline import ViewPipelineConfig
-from training.views.presets import dino_query
+from ..errors import MethodConfigError
+from ..frameworks.dino import DINO
+from .base import StepContext
+from .dino import DINOMethod, DINOSettings
+from ..objectives.dino import Center, cross_entropy, dino_loss
+from ..views.adclr_queries import encode_queries_standalone, forward_with_queries
+from ..views.crops import ViewGeometry
+from ..views.draws import RandomSource
+from ..views.geometry import CropSpec, for_crops
+from ..views.pipeline import ViewPipelineConfig
+from ..views.presets import dino_query
 
 TEACHER_QUERIES = ("appended", "standalone")
 
@@ -57,11 +57,11 @@ class ADCLRMethod(DINOMethod):
     def paper_views(self, mean: tuple[float, ...], std: tuple[float, ...]) -> list[ViewPipelineConfig]:
         return super().paper_views(mean, std) + [dino_query(self.queries.size, mean=mean, std=std)]
 
-    def base_views(self, view: ViewPipelineConfig, name: str) -> list[ViewPipelineConfig]:
-        """DINO's, plus query crops of their own size and scale with the base's colour steps, unflipped (METHODS
-        4.2)."""
-        query = replace(view, size=self.queries.size, scale=tuple(self.queries.scale), flip_p=0.0)
-        return super().base_views(view, name) + [query]
+    def base_views(self, pair: tuple[ViewPipelineConfig, ViewPipelineConfig], name: str) -> list[ViewPipelineConfig]:
+        """DINO's, plus query crops of their own size and scale with the colour steps of the base's first view,
+        unflipped (METHODS 4.2)."""
+        query = replace(pair[0], size=self.queries.size, scale=tuple(self.queries.scale), flip_p=0.0)
+        return super().base_views(pair, name) + [query]
 
     def crop_specs(self) -> list[CropSpec]:
         q = self.queries
@@ -100,4 +100,5 @@ class ADCLRMethod(DINOMethod):
         self.center.update(t_cls)
         self.query_center.update(t_query[:1] if self.queries.teacher_queries == "standalone" else t_query)
         loss = cls_loss + self.queries.weight * query_loss
-        return {"loss": loss, "cls": cls_loss.detach(), "query": query_loss.detach()}
+        return {"loss": loss, "cls": cls_loss.detach(), "query": query_loss.detach(),
+                "teacher_temp": loss.new_tensor(temp)}

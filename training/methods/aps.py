@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import torch
 from torch import Tensor
 
-from training.frameworks.mocov3 import MoCoV3
-from training.methods.base import StepContext
-from training.methods.mocov3 import MoCoSettings, MoCoV3Method
-from training.views.aps import free_fraction, selective_subsets, sparse_subsets, subset_size
-from training.views.crops import ViewGeometry
-from training.views.draws import RandomSource
-from training.views.pipeline import ViewPipelineConfig
-from training.views.presets import aps_cifar
+from ..frameworks.mocov3 import MoCoV3
+from .base import StepContext
+from .mocov3 import MoCoSettings, MoCoV3Method
+from ..views.aps import sample_pairs, subset_size
+from ..views.crops import ViewGeometry
+from ..views.draws import RandomSource
+from ..views.pipeline import ViewPipelineConfig
+from ..views.presets import aps_cifar
 
 
 @dataclass
@@ -50,12 +49,9 @@ class APSMethod(MoCoV3Method):
     def finish_views(self, crops: dict[str, Tensor], geometry: dict[str, ViewGeometry], generator: RandomSource,
                      epoch: int) -> dict[str, Tensor]:
         out = super().finish_views(crops, geometry, generator, epoch)
-        g1, g2 = geometry["x1"], geometry["x2"]
-        batch, device = out["x1"].shape[0], out["x1"].device
-        s1 = sparse_subsets(batch, self.grid, self.aps.ratio, self.aps.steps, generator, device=device)
-        s2 = [selective_subsets(free_fraction(g1, g2, s1[:, t], self.grid, ignore_flips=self.aps.ignore_flips),
-                                self.n, self.aps.gamma, generator) for t in range(self.aps.steps)]
-        return dict(out, s1=s1, s2=torch.stack(s2, dim=1))
+        s1, s2 = sample_pairs(geometry["x1"], geometry["x2"], self.grid, ratio=self.aps.ratio, steps=self.aps.steps,
+                              gamma=self.aps.gamma, generator=generator, ignore_flips=self.aps.ignore_flips)
+        return dict(out, s1=s1, s2=s2)
 
     def forward(self, inputs: dict[str, Tensor], substep: int, ctx: StepContext) -> dict[str, Tensor]:
         return self.symmetric(inputs["x1"], inputs["x2"], inputs["s1"][:, substep], inputs["s2"][:, substep])

@@ -24,14 +24,14 @@ import torch
 from torch import Tensor, nn
 
 from sslzoo.preprocessing import NORMALIZATIONS
-from training.errors import MethodConfigError
-from training.frameworks.backbone import build_backbone
-from training.views.color import normalize
-from training.views.crops import ViewGeometry
-from training.views.draws import RandomSource
-from training.views.geometry import CropGuide, CropSpec, crop_in_memory, draw_geometry
-from training.views.pipeline import ViewPipeline, ViewPipelineConfig
-from training.views.presets import BASE_VIEWS
+from ..errors import MethodConfigError
+from ..frameworks.backbone import build_backbone
+from ..views.color import normalize
+from ..views.crops import ViewGeometry
+from ..views.draws import RandomSource
+from ..views.geometry import CropGuide, CropSpec, crop_in_memory, draw_geometry
+from ..views.pipeline import ViewPipeline, ViewPipelineConfig
+from ..views.presets import BASE_VIEWS
 
 
 class EvalImages(Protocol):
@@ -117,10 +117,10 @@ class Method(nn.Module):
         """The method's own views (its paper's), at :attr:`image_size`, normalised with ``mean`` and ``std``."""
         raise NotImplementedError
 
-    def base_views(self, view: ViewPipelineConfig, name: str) -> list[ViewPipelineConfig]:
-        """The views when the recipe names ``views.base``: ``view`` (that base at :attr:`image_size`) for the two main
+    def base_views(self, pair: tuple[ViewPipelineConfig, ViewPipelineConfig], name: str) -> list[ViewPipelineConfig]:
+        """The views when the recipe names ``views.base``: that base's two views at :attr:`image_size` as the two main
         views, so that runs of different methods differ only in the method."""
-        return [view, view]
+        return list(pair)
 
     def view_pipelines(self, section: dict[str, Any] | None) -> list[ViewPipeline]:
         """The pipelines of a recipe's ``views`` section (``base``, ``mean_std``, ``overrides``)."""
@@ -136,7 +136,9 @@ class Method(nn.Module):
         if base is None:
             configs = self.paper_views(mean, std)
         elif base in BASE_VIEWS:
-            configs = self.base_views(replace(BASE_VIEWS[base](), size=self.image_size, mean=mean, std=std), base)
+            made = BASE_VIEWS[base]()
+            pair = made if isinstance(made, tuple) else (made, made)
+            configs = self.base_views(tuple(replace(v, size=self.image_size, mean=mean, std=std) for v in pair), base)
         else:
             raise MethodConfigError(f"unknown views.base {base!r}; choose one of {sorted(BASE_VIEWS)}.")
         try:

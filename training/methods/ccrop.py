@@ -19,14 +19,14 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-from training import distributed
-from training.data.batch import to_unit_float
-from training.errors import MethodConfigError
-from training.methods.base import EvalImages, Method
-from training.methods.dino import DINOMethod
-from training.methods.mocov3 import MoCoV3Method
-from training.views.contrastive_crop import BoxBank, BoxGuide, heatmap_boxes, should_update_boxes, vit_heatmaps
-from training.views.geometry import CropSpec
+from .. import distributed
+from ..data.batch import to_unit_float
+from ..errors import MethodConfigError
+from .base import EvalImages, Method
+from .dino import DINOMethod
+from .mocov3 import MoCoV3Method
+from ..views.contrastive_crop import BoxBank, BoxGuide, heatmap_boxes, should_update_boxes, vit_heatmaps
+from ..views.geometry import CropSpec
 
 
 @dataclass

@@ -12,16 +12,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from training.errors import MethodConfigError
-from training.frameworks.dino import DINO
-from training.frameworks.heads import DINOHeadSpec
-from training.methods.base import Method, StepContext, backbone_from_config, parse_settings
-from training.objectives.dino import Center, dino_loss, teacher_temperature
-from training.views.crops import ViewGeometry
-from training.views.draws import RandomSource
-from training.views.geometry import CropSpec, for_crops
-from training.views.pipeline import ViewPipelineConfig
-from training.views.presets import dino_global, dino_local
+from ..errors import MethodConfigError
+from ..frameworks.dino import DINO
+from ..frameworks.heads import DINOHeadSpec
+from .base import Method, StepContext, backbone_from_config, parse_settings
+from ..objectives.dino import Center, dino_loss, teacher_temperature
+from ..views.crops import ViewGeometry
+from ..views.draws import RandomSource
+from ..views.geometry import CropSpec, for_crops
+from ..views.pipeline import ViewPipelineConfig
+from ..views.presets import dino_global, dino_local
 
 
 @dataclass
@@ -72,16 +72,16 @@ class DINOMethod(Method):
                    for v in (1, 2)]
         return configs + [dino_local(s.local_crops_size, scale=tuple(s.local_crops_scale), mean=mean, std=std)]
 
-    def base_views(self, view: ViewPipelineConfig, name: str) -> list[ViewPipelineConfig]:
+    def base_views(self, pair: tuple[ViewPipelineConfig, ViewPipelineConfig], name: str) -> list[ViewPipelineConfig]:
         """The base's crops as the global views; the local crops keep their size and scale (they are the method)
-        and take the base's colour steps."""
-        s = self.settings
+        and take the colour steps of the base's first view."""
+        s, view = self.settings, pair[0]
         if tuple(s.global_scale) != tuple(view.scale):
             raise MethodConfigError(
                 f"framework.global_scale {tuple(s.global_scale)} differs from the crop scale {view.scale} of "
                 f"views.base {name!r}: set framework.global_scale to {list(view.scale)} so the global crops are the "
                 "base's.")
-        return [view, view, replace(view, size=s.local_crops_size, scale=tuple(s.local_crops_scale))]
+        return [*pair, replace(view, size=s.local_crops_size, scale=tuple(s.local_crops_scale))]
 
     def train(self, mode: bool = True) -> DINOMethod:
         super().train(mode)
@@ -123,4 +123,4 @@ class DINOMethod(Method):
         temp = self.settings.temperature(ctx.epoch)
         loss = dino_loss([self.center.teacher_probs(t, temp) for t in teacher], student, self.settings.student_temp)
         self.center.update(teacher)
-        return {"loss": loss}
+        return {"loss": loss, "teacher_temp": loss.new_tensor(temp)}

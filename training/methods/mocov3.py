@@ -11,13 +11,13 @@ from typing import Any
 
 from torch import Tensor
 
-from training import distributed
-from training.frameworks.heads import MLPSpec
-from training.frameworks.mocov3 import MoCoV3
-from training.methods.base import Method, StepContext, backbone_from_config, parse_settings
-from training.objectives.infonce import hard_targets, info_nce
-from training.views.pipeline import ViewPipelineConfig
-from training.views.presets import mocov3_cifar
+from .. import distributed
+from ..frameworks.heads import MLPSpec
+from ..frameworks.mocov3 import MoCoV3
+from .base import Method, StepContext, backbone_from_config, parse_settings
+from ..objectives.infonce import hard_targets, info_nce
+from ..views.pipeline import ViewPipelineConfig
+from ..views.presets import mocov3_cifar
 
 
 @dataclass

@@ -10,13 +10,13 @@ from dataclasses import dataclass, replace
 
 from torch import Tensor
 
-from training import distributed
-from training.frameworks.mocov3 import MoCoV3
-from training.methods.base import StepContext
-from training.methods.mocov3 import MoCoSettings, MoCoV3Method
-from training.views.patchmix import mix_targets, patch_mix
-from training.views.pipeline import ViewPipelineConfig
-from training.views.presets import patchmix_cifar
+from .. import distributed
+from ..frameworks.mocov3 import MoCoV3
+from .base import StepContext
+from .mocov3 import MoCoSettings, MoCoV3Method
+from ..views.patchmix import mix_targets, patch_mix
+from ..views.pipeline import ViewPipelineConfig
+from ..views.presets import patchmix_cifar
 
 
 @dataclass

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from training.distributed import all_reduce_sum, world_size
+from ..distributed import all_reduce_sum, world_size
 
 
 def teacher_temperature(epoch: int, *, warmup_temp: float, final_temp: float, warmup_epochs: int) -> float:
@@ -81,7 +81,20 @@ def cross_entropy(teacher_probs: Tensor, student_logits: Tensor, student_temp: f
 
 def dino_loss(teacher_probs: Sequence[Tensor], student_logits: Sequence[Tensor], student_temp: float) -> Tensor:
     """DINO's multi-crop loss: teacher view i against every student view j != i (the first views are the same
-    global crops), averaged over the pairs."""
+    global crops), averaged over the pairs.
+
+    >>> import torch
+    >>> from sslzoo.training.objectives.dino import Center, dino_loss
+    >>> center = Center(dim=8)
+    >>> teacher = [torch.randn(4, 8), torch.randn(4, 8)]         # the two global crops
+    >>> student = [torch.randn(4, 8, requires_grad=True) for _ in range(4)]  # the same two, and two local crops
+    >>> probs = [center.teacher_probs(t, temperature=0.04) for t in teacher]
+    >>> loss = dino_loss(probs, student, student_temp=0.1)
+    >>> loss.backward()
+    >>> center.update(teacher)                                  # after the loss, as DINO does
+    >>> bool(center.center.abs().sum() > 0), student[0].grad.shape
+    (True, torch.Size([4, 8]))
+    """
     total, pairs = student_logits[0].new_zeros((), dtype=torch.float32), 0
     for i, probs in enumerate(teacher_probs):
         for j, logits in enumerate(student_logits):

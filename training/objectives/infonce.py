@@ -29,6 +29,14 @@ def info_nce(queries: Tensor, keys: Tensor, targets: Tensor, *, temperature: flo
             rows sum to 1 (PatchMix).
         temperature: tau.
         scale: factor on the loss (2 tau for MoCo v3).
+
+    >>> import torch
+    >>> from sslzoo.training.objectives.infonce import hard_targets, info_nce
+    >>> q = torch.eye(4)
+    >>> round(info_nce(q, q, hard_targets(4), temperature=0.1).item(), 4)  # each query is its own key
+    0.0001
+    >>> round(info_nce(q, q.roll(1, 0), hard_targets(4), temperature=0.1).item(), 2)
+    10.0
     """
     logits = F.normalize(queries.float(), dim=1) @ F.normalize(keys.float(), dim=1).T / temperature
     if targets.dtype.is_floating_point:

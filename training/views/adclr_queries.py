@@ -31,8 +31,60 @@ from torch.nn import functional as F
 from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import Block, VisionTransformer
 
-from training.errors import ViewConfigError
-from training.frameworks.tokens import embed_tokens, run_blocks, patch_pos_embed, prefix_tokens
+from ..errors import ViewConfigError
+from ..frameworks.tokens import embed_tokens, run_blocks, patch_pos_embed, prefix_tokens
+from .crops import Interpolation
+from .draws import RandomSource
+from .geometry import CropSpec, crop_in_memory, draw_geometry
+
+
+def query_crops(images: Tensor, *, num_queries: int, size: int, scale: tuple[float, float] = (0.05, 0.25),
+                generator: RandomSource, interpolation: Interpolation = "bicubic") -> tuple[Tensor, Tensor]:
+    """``num_queries`` unflipped RandomResizedCrop query crops of every image (what the ADCLR method cuts).
+
+    Args:
+        images: (B, 3, H, W) float in [0, 1].
+        num_queries: query crops per image.
+        size: side of each crop in pixels (a multiple of the ViT's patch size).
+        scale: area fraction range of the crops.
+        generator: a ``torch.Generator`` (or per-sample draws).
+
+    Returns:
+        (crops (B, nq, 3, size, size), boxes (B, nq, 4) as (top, left, height, width) in source pixels). Colour
+        steps, if wanted, come after: ``ViewPipeline(presets.dino_query(size)).photometric``.
+
+    >>> import torch
+    >>> from sslzoo.training.views.adclr_queries import query_crops
+    >>> images = torch.rand(2, 3, 64, 64)
+    >>> crops, boxes = query_crops(images, num_queries=3, size=16, generator=torch.Generator().manual_seed(0))
+    >>> crops.shape, boxes.shape
+    (torch.Size([2, 3, 3, 16, 16]), torch.Size([2, 3, 4]))
+    >>> area = boxes[..., 2] * boxes[..., 3] / 64**2
+    >>> bool(((area > 0.04) & (area < 0.27)).all())
+    True
+    """
+    spec = CropSpec("queries", size, tuple(scale), interpolation=interpolation, flip_p=0.0, count=num_queries)
+    indices = torch.arange(images.shape[0], device=images.device)
+    geometry = draw_geometry([spec], images.shape[-2], images.shape[-1], generator, indices=indices, epoch=0)
+    return crop_in_memory(images, geometry, [spec])["queries"], geometry["queries"].boxes
+
+
+def one_way_mask(n_view: int, n_query: int, *, device: torch.device | str | None = None) -> Tensor:
+    """ADCLR's attention mask over [view tokens; query tokens]: bool (N, N), True where row may attend to column.
+
+    View tokens attend to view tokens only; query tokens attend to everything. As ``attn_mask`` of
+    ``F.scaled_dot_product_attention`` on the joint sequence it gives what :func:`forward_with_queries` computes
+    (which splits the attention in two calls instead, to keep the fused kernels).
+
+    >>> from sslzoo.training.views.adclr_queries import one_way_mask
+    >>> one_way_mask(2, 1).int()
+    tensor([[1, 1, 0],
+            [1, 1, 0],
+            [1, 1, 1]], dtype=torch.int32)
+    """
+    mask = torch.ones(n_view + n_query, n_view + n_query, dtype=torch.bool, device=device)
+    mask[:n_view, n_view:] = False
+    return mask
 
 
 def _check_supported(vit: VisionTransformer) -> None:

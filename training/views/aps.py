@@ -27,9 +27,9 @@ import math
 import torch
 from torch import Tensor
 
-from training.errors import ViewConfigError
-from training.views.crops import ViewGeometry
-from training.views.draws import RandomSource, rand_uniform, random_permutations
+from ..errors import ViewConfigError
+from .crops import ViewGeometry
+from .draws import RandomSource, rand_uniform, random_permutations
 
 FREE_EPS = 1e-6  # free fractions below this count as fully covered (official code)
 
@@ -125,3 +125,42 @@ def selective_subsets(free: Tensor, n: int, gamma: float, generator: RandomSourc
     # and among themselves by the noise alone: a uniform draw.
     keys = torch.where(weights > 0, torch.log(weights.clamp_min(1e-30)) + gumbel, gumbel - 1e4)
     return torch.topk(keys, n, dim=1).indices
+
+
+def sample_pairs(geom1: ViewGeometry, geom2: ViewGeometry, grid: int, *, ratio: float = 0.25, steps: int = 4,
+                 gamma: float = 3.0, generator: RandomSource, ignore_flips: bool = False) -> tuple[Tensor, Tensor]:
+    """APS's patch subsets of two views for all ``steps``: sparse for view 1, overlap-avoiding for view 2.
+
+    Args:
+        geom1, geom2: each view's crop boxes (B, 4) in source pixels and flips (B,), as the crops were cut.
+        grid: patches per side of a view (input size / patch size).
+        ratio: fraction of the grid each view keeps (n = floor(grid^2 * ratio) patches).
+        steps: optimizer steps per image pair (one subset pair each).
+        gamma: power on view 2's free fractions.
+        generator: a ``torch.Generator`` (or the per-sample draws of ``views.sample_draws``).
+
+    Returns:
+        (S1, S2), LongTensors (B, steps, n) of flat grid indices (row * grid + col), ready for a gather of the
+        patch tokens (``training.frameworks.tokens.encode_subset``).
+
+    Two views cut from the same box: view 2 never takes a cell view 1 shows at the same step, and with
+    ratio * steps = 1 view 1's subsets partition the grid:
+
+    >>> import torch
+    >>> from sslzoo.training.views.aps import sample_pairs
+    >>> from sslzoo.training.views.crops import ViewGeometry
+    >>> same = ViewGeometry(boxes=torch.tensor([[0.0, 0.0, 32.0, 32.0]]), flipped=torch.tensor([False]))
+    >>> s1, s2 = sample_pairs(same, same, grid=16, generator=torch.Generator().manual_seed(0))
+    >>> s1.shape, s2.shape
+    (torch.Size([1, 4, 64]), torch.Size([1, 4, 64]))
+    >>> torch.equal(s1.flatten().sort().values, torch.arange(256))
+    True
+    >>> any(set(s1[0, t].tolist()) & set(s2[0, t].tolist()) for t in range(4))
+    False
+    """
+    batch = geom1.boxes.shape[0]
+    s1 = sparse_subsets(batch, grid, ratio, steps, generator, device=geom1.boxes.device)
+    n = s1.shape[-1]
+    s2 = [selective_subsets(free_fraction(geom1, geom2, s1[:, t], grid, ignore_flips=ignore_flips), n, gamma,
+                            generator) for t in range(steps)]
+    return s1, torch.stack(s2, dim=1)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from training.views.draws import RandomSource, bernoulli, rand_uniform
+from .draws import RandomSource, bernoulli, rand_uniform
 
 _GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
 

@@ -31,10 +31,10 @@ from torch import Tensor
 from torch.nn import functional as F
 from timm.models.vision_transformer import VisionTransformer
 
-from training.errors import ViewConfigError
-from training.frameworks.tokens import embed_tokens, patch_tokens
-from training.views.crops import sample_crop_boxes
-from training.views.draws import RandomSource, rand_normal, rand_uniform
+from ..errors import ViewConfigError
+from ..frameworks.tokens import embed_tokens, patch_tokens
+from .crops import sample_crop_boxes
+from .draws import RandomSource, rand_normal, rand_uniform
 
 HEATMAP_KINDS = ("channel_sum", "token_norm", "cls_attention")
 
@@ -166,6 +166,22 @@ class BoxBank:
 
     The boxes live in CPU shared memory and are only ever updated in place, so DataLoader workers (forked or
     spawned, persistent or not) read the current boxes without a copy per epoch.
+
+    ContrastiveCrop in another loop: every few epochs, heat maps of the model give each image's object box
+    (:func:`heatmap_boxes`); the crops are then drawn with their centres inside it (:func:`center_suppressed_boxes`):
+
+    >>> import torch
+    >>> from sslzoo.training.views.contrastive_crop import BoxBank, center_suppressed_boxes, heatmap_boxes
+    >>> bank = BoxBank(10)                                  # 10 training images, whole-image boxes at first
+    >>> heat = torch.zeros(2, 4, 4)
+    >>> heat[:, :2, :2] = 1.0                               # images 3 and 7: the object is the top-left quarter
+    >>> bank.update(torch.tensor([3, 7]), heatmap_boxes(heat, threshold=0.1, out_size=32))
+    >>> bank[torch.tensor([0, 3])].tolist()  # the map is upsampled bilinearly: the box ends a little past 0.5
+    [[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.5625, 0.5625]]
+    >>> boxes = center_suppressed_boxes(bank[torch.tensor([3, 7])], 224, 224, generator=torch.Generator().manual_seed(0))
+    >>> centre_y, centre_x = boxes[:, 0] + boxes[:, 2] / 2, boxes[:, 1] + boxes[:, 3] / 2
+    >>> bool((centre_y <= 0.5625 * 224 + 1).all() and (centre_x <= 0.5625 * 224 + 1).all())  # inside the box
+    True
     """
 
     def __init__(self, size: int) -> None:

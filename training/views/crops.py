@@ -22,8 +22,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from training.errors import ViewConfigError
-from training.views.draws import RandomSource, rand_uniform
+from ..errors import ViewConfigError
+from .draws import RandomSource, rand_uniform
 
 Interpolation = Literal["bilinear", "bicubic"]
 

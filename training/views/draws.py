@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from training.views.sample_draws import SampleDraws
+from .sample_draws import SampleDraws
 
 RandomSource = torch.Generator | SampleDraws
 

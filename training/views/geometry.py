@@ -22,10 +22,10 @@ from typing import Protocol
 
 from torch import Tensor
 
-from training.views.crops import Interpolation, ViewGeometry, crops_per_image, hflip, sample_crop_boxes
-from training.views.draws import RandomSource, bernoulli
-from training.views.pipeline import ViewPipelineConfig
-from training.views.sample_draws import SampleDraws
+from .crops import Interpolation, ViewGeometry, crops_per_image, hflip, sample_crop_boxes
+from .draws import RandomSource, bernoulli
+from .pipeline import ViewPipelineConfig
+from .sample_draws import SampleDraws
 
 
 @dataclass(frozen=True)

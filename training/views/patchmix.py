@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from training.errors import ViewConfigError
-from training.views.draws import random_permutations
+from ..errors import ViewConfigError
+from .draws import random_permutations
 
 
 def mix_sources(batch: int, positions: int, m: int, generator: torch.Generator, *,
@@ -44,6 +44,25 @@ def patch_mix(images: Tensor, m: int, patch_size: int, generator: torch.Generato
 
     Returns:
         (mixed images (B, C, H, W), sources LongTensor (B, T) with T = (H / s)(W / s) in row-major patch order).
+
+    With m = 2 each mixed image is half its own patches, half its successor's, at the same positions:
+
+    >>> import torch
+    >>> from sslzoo.training.views.patchmix import mix_targets, patch_mix
+    >>> images = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 32, 32)  # image i is all i
+    >>> mixed, sources = patch_mix(images, m=2, patch_size=8, generator=torch.Generator().manual_seed(0))
+    >>> mixed.shape, sources.shape
+    (torch.Size([4, 3, 32, 32]), torch.Size([4, 16]))
+    >>> sorted(set(mixed[3].flatten().tolist()))  # image 3 mixed with image 0 (the batch wraps around)
+    [0.0, 3.0]
+    >>> (sources == torch.arange(4).unsqueeze(1)).sum(dim=1).tolist()  # 8 of 16 patches are its own
+    [8, 8, 8, 8]
+
+    The soft targets of the mixed queries against the keys (:func:`mix_targets`), for ``info_nce``:
+
+    >>> y_mix, y_mm = mix_targets(4, m=2)
+    >>> y_mix[0].tolist(), y_mm[0].tolist()
+    ([0.5, 0.5, 0.0, 0.0], [0.5, 0.25, 0.0, 0.25])
     """
     batch, channels, height, width = images.shape
     if height % patch_size or width % patch_size:

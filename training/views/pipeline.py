@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from torch import Tensor
 
 from sslzoo.preprocessing import CIFAR10_MEAN, CIFAR10_STD_APS
-from training.views.color import color_jitter, default_blur_kernel, gaussian_blur, grayscale, normalize, solarize
-from training.views.crops import Interpolation, ViewGeometry, hflip, resized_crops, sample_crop_boxes
-from training.views.draws import RandomSource, bernoulli
+from .color import color_jitter, default_blur_kernel, gaussian_blur, grayscale, normalize, solarize
+from .crops import Interpolation, ViewGeometry, hflip, resized_crops, sample_crop_boxes
+from .draws import RandomSource, bernoulli
 
 
 @dataclass

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from sslzoo.preprocessing import IMAGENET_MEAN, IMAGENET_STD
-from training.errors import ViewConfigError
-from training.views.pipeline import ViewPipelineConfig
+from ..errors import ViewConfigError
+from .pipeline import ViewPipelineConfig
 
 
 def aps_cifar() -> ViewPipelineConfig:
@@ -44,8 +44,19 @@ def ccrop_cifar() -> ViewPipelineConfig:
     return mocov3_cifar()
 
 
-# Views a recipe can name as ``views.base`` to give every method the same two main views (the zoo, issue 5).
-BASE_VIEWS: dict[str, Callable[[], ViewPipelineConfig]] = {"mocov3_cifar": mocov3_cifar, "aps_cifar": aps_cifar}
+def mocov3_imagenet() -> tuple[ViewPipelineConfig, ViewPipelineConfig]:
+    """MoCo v3's ImageNet views (BYOL's asymmetric pair, ``moco-v3/main_moco.py``): RandomResizedCrop scale
+    (0.08, 1), flip, ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.8, grayscale 0.2; view 1 blurred (p 1), view 2 blurred
+    (p 0.1) and solarised (p 0.2); ImageNet normalisation."""
+    one = ViewPipelineConfig(size=224, scale=(0.08, 1.0), jitter=(0.4, 0.4, 0.2, 0.1), blur_p=1.0,
+                             mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return one, replace(one, blur_p=0.1, solarize_p=0.2)
+
+
+# Views a recipe can name as ``views.base`` to give every method the same two main views (the zoo, issue 5; the
+# ImageNet recipes of the MoCo family): one view recipe for both views, or a pair.
+BASE_VIEWS: dict[str, Callable[[], ViewPipelineConfig | tuple[ViewPipelineConfig, ViewPipelineConfig]]] = {
+    "mocov3_cifar": mocov3_cifar, "aps_cifar": aps_cifar, "mocov3_imagenet": mocov3_imagenet}
 
 
 def dino_global(size: int = 224, *, view: int = 1, scale: tuple[float, float] = (0.25, 1.0),

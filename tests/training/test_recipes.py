@@ -1,0 +1,60 @@
+"""Every recipe and profile parses, and every ImageNet profile builds its method and trains a step at 224 px.
+
+The ImageNet profiles run at a shrunken width (one 32-wide block) and batch on a tiny folder of mixed-size JPEGs,
+so that the test checks the recipe (views, crops, heads, schedules, method settings), not the machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.training.conftest import upscaled_copy
+from training import pretrain
+from training.config import RECIPES, ConfigError, resolve
+from training.methods import METHODS
+
+IMAGENET_PROFILES = ("imagenet_s16", "imagenet_b16")
+SHRINK = ["--set", "arch_kwargs.embed_dim=32", "--set", "arch_kwargs.depth=1", "--set", "arch_kwargs.num_heads=2"]
+
+
+@pytest.fixture(scope="module")
+def folder_224(small_cifar, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return upscaled_copy(small_cifar[0], tmp_path_factory.mktemp("in224"), 224, 320, per_class=1)
+
+
+def test_every_recipe_and_profile_resolves() -> None:
+    for path in sorted(RECIPES.glob("*.yaml")):
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert recipe["method"] in METHODS and recipe["description"].strip(), path.name
+        for profile in [None, *recipe.get("profiles", {})]:
+            argv = ["--recipe", path.stem, "--data", "/x"] + (["--profile", profile] if profile else [])
+            cfg = resolve(argv)
+            assert cfg["method"] == recipe["method"]
+        assert set(IMAGENET_PROFILES) <= set(recipe["profiles"]), f"{path.name} lacks an ImageNet profile"
+
+
+@pytest.mark.parametrize("profile", IMAGENET_PROFILES)
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_imagenet_profile_trains_a_step_at_224(method: str, profile: str, folder_224: Path, tmp_path: Path) -> None:
+    size = "small" if profile.endswith("s16") else "base"
+    argv = ["--method", method, "--profile", profile, "--data", str(folder_224), "--steps", "1", "--batch-size", "4",
+            "--workers", "0", "--device", "cpu", "--no-progress", "--output", str(tmp_path / "run"),
+            "--set", "log.knn_every_epochs=0", "--set", f"cache_dir={tmp_path / 'cache'}", *SHRINK]
+    cfg = resolve(argv)
+    assert cfg["arch"] == f"{method}_vit_{size}_patch16_224" and cfg["views"]["mean_std"] == "imagenet"
+    tr = pretrain.train(cfg)
+    assert tr.iteration == 1 and tr.source.mode == "stream"
+    assert tr.method.image_size == 224
+    assert all(p.cfg.size in (224, 96) for p in tr.method.pipelines)
+    with open(tr.run_dir / "log.csv", newline="", encoding="utf-8") as f:
+        assert math.isfinite(float(next(csv.DictReader(f))["loss"]))
+
+
+def test_a_profile_without_data_asks_for_it() -> None:
+    with pytest.raises(ConfigError, match="names no training data: pass --data"):
+        resolve(["--method", "dino", "--profile", "imagenet_s16"])
