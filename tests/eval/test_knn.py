@@ -92,3 +92,20 @@ def test_bad_inputs(bad):
         kwargs["k"] = 0
     with pytest.raises(ValueError):
         knn_classify(train, labels, test, **kwargs)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 5), width=st.integers(1, 3000), n=st.integers(1, 40), seed=st.integers(0, 2**16),
+       levels=st.sampled_from([0, 3, 50]))
+def test_the_block_pruned_top_n_finds_the_same_values_as_topk(rows, width, n, seed, levels):
+    """Exact: the same multiset of values as a full top-k, with many ties when ``levels`` quantises the values."""
+    from sslzoo.eval.knn import _top_n
+
+    n = min(n, width)
+    sims = torch.randn(rows, width, generator=torch.Generator().manual_seed(seed))
+    if levels:
+        sims = (sims * levels).round()
+    idx = _top_n(sims, n)
+    assert idx.shape == (rows, n) and all(len(set(r.tolist())) == n for r in idx)  # n distinct columns
+    got = sims.gather(1, idx).sort(dim=1).values
+    torch.testing.assert_close(got, sims.topk(n, dim=1).values.sort(dim=1).values, rtol=0, atol=0)

@@ -58,11 +58,33 @@ def _check(train_features: torch.Tensor, train_labels: torch.Tensor, test_featur
         raise ValueError("train_labels must be integers.")
 
 
+_BLOCK = 64  # similarities per block in the pruned top-k
+
+
+def _top_n(sims: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of the ``n`` largest entries of every row, found among the rows' best blocks only.
+
+    The n-th largest of the block maxima is a lower bound of the row's n-th largest entry (each of the n best blocks
+    holds an entry at least that large), so the row's top n all lie in its n best blocks: a vectorised max over
+    blocks and a top-k over n * 64 entries replace a top-k over every entry, which cost 0.4x the similarity matmul.
+    """
+    rows, width = sims.shape
+    blocks = width // _BLOCK
+    if blocks <= 2 * n:
+        return sims.topk(n, dim=1, sorted=False).indices
+    body = sims[:, : blocks * _BLOCK].view(rows, blocks, _BLOCK)
+    best = body.amax(dim=2).topk(n, dim=1, sorted=False).indices  # (rows, n) block numbers
+    cols = (best.unsqueeze(2) * _BLOCK + torch.arange(_BLOCK)).flatten(1)  # (rows, n * 64) column indices
+    if width > blocks * _BLOCK:  # the short last block is always a candidate
+        cols = torch.cat([cols, torch.arange(blocks * _BLOCK, width).expand(rows, -1)], dim=1)
+    picked = sims.gather(1, cols).topk(n, dim=1, sorted=False).indices
+    return cols.gather(1, picked)
+
+
 def _candidates_torch(bank: torch.Tensor, queries: torch.Tensor, n: int, chunk: int) -> torch.Tensor:
     out = []
     for start in range(0, len(queries), chunk):
-        sims = queries[start : start + chunk] @ bank.T
-        out.append(sims.topk(n, dim=1, sorted=False).indices)
+        out.append(_top_n(queries[start : start + chunk] @ bank.T, n))
     return torch.cat(out)
 
 
