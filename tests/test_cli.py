@@ -31,7 +31,8 @@ def test_help_everywhere(argv, capsys):
 
 def test_list_and_info(capsys):
     code, out, _ = run(capsys, "list", "aps_vit_tiny*")
-    assert code == 0 and out.split() == ["aps_vit_tiny_patch16_224", "aps_vit_tiny_patch2_32", "aps_vit_tiny_patch4_32"]
+    assert code == 0 and out.split() == ["aps_vit_tiny_patch16_224", "aps_vit_tiny_patch2_32", "aps_vit_tiny_patch4_32",
+                                         "aps_vit_tiny_patch8_224"]
     code, out, _ = run(capsys, "list", "--aliases", "--json", "aps_vit_?")
     assert code == 0 and json.loads(out) == ["aps_vit_b", "aps_vit_s", "aps_vit_t"]
     code, _, err = run(capsys, "list", "zzz*")

@@ -67,7 +67,8 @@ def test_list_models_wildcards_and_aliases():
     assert sslzoo.list_models("aps_*_patch16_224") == [
         "aps_vit_base_patch16_224", "aps_vit_small_patch16_224", "aps_vit_tiny_patch16_224"]
     assert sslzoo.list_models(["dino_vit_tiny*", "mocov3_vit_tiny_patch2*"]) == [
-        "dino_vit_tiny_patch16_224", "dino_vit_tiny_patch2_32", "dino_vit_tiny_patch4_32", "mocov3_vit_tiny_patch2_32"]
+        "dino_vit_tiny_patch16_224", "dino_vit_tiny_patch2_32", "dino_vit_tiny_patch4_32", "dino_vit_tiny_patch8_224",
+        "mocov3_vit_tiny_patch2_32"]
     assert "aps_vit_t" not in sslzoo.list_models()
     assert "aps_vit_t" in sslzoo.list_models(include_aliases=True)
     assert sslzoo.list_models("nothing*") == []

@@ -16,6 +16,7 @@ from . import registry
 from .errors import SslzooError
 from .eval.commands import add_eval_commands
 from .notices import show_notices
+from .validation import InvalidOptionError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -44,9 +45,23 @@ def _cmd_list(args: argparse.Namespace) -> int:
         what = "pretrained weights" if args.pretrained else "models"
         print(f"No {what} match '{args.pattern or '*'}'.", file=sys.stderr)
         return EXIT_FAILED
+    elif args.details:
+        for name in names:
+            print(_details(name))
     else:
         print("\n".join(names))
     return EXIT_OK
+
+
+def _details(name: str) -> str:
+    """One line per weights: name, source, figures (measured or reported), licence."""
+    resolved = registry.resolve(name)
+    w = resolved.weights
+    if w is None:
+        return name
+    source = (f"hf-hub:{w.hf_hub_id}" if w.hf_hub_id else "") + (" | " if w.hf_hub_id and w.url else "") + (w.url or "")
+    figures = ", ".join(f"{r.protocol} {r.value:.1f} ({r.source})" for r in w.results)
+    return "\t".join([resolved.full_name, source or "shipped with sslzoo", figures or "-", w.licence])
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -76,10 +91,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ]
         if w["convert_from"]:
             lines.append(f"  converted:  from the authors' {w['convert_from']} layout on first load, then cached")
-        lines += [
-            f"  sha256:     {w['sha256'] or 'not pinned: the first load prints the hash to pin'}",
-            f"  licence:    {w['licence']}",
-        ]
+        lines += [f"  sha256:     {_pin_text(info['name'], w)}", f"  licence:    {w['licence']}"]
         for r in w["results"]:
             lines.append(f"  result:     {r['dataset']} {r['protocol']} {r['metric']} = {r['value']:.2f} ({r['source']})")
     elif method["release"]:
@@ -88,20 +100,45 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _pin_text(full_name: str, w: dict) -> str:
+    if w["sha256"]:
+        return f"{w['sha256']} (published)"
+    from .pins import first_use_pin
+
+    pin = first_use_pin(full_name)
+    if pin is None:
+        return "not pinned yet: the first verified load pins it (none is published)"
+    revision = f", revision {pin['revision']}" if pin.get("revision") else ""
+    return f"{pin['sha256']} (pinned on first use, {pin['date']}, from {pin['source']}{revision})"
+
+
 def _cmd_download(args: argparse.Namespace) -> int:
-    from . import hub
+    from .weights import load_registered_weights
 
     for name in args.names:
         resolved = registry.resolve(name)
-        path, source = hub.locate_registered(resolved)
-        sha = hub.verify_sha256(path, resolved.weights.sha256 if resolved.weights else None)
-        print(f"{resolved.full_name}: {path} ({source}, sha256 {sha[:16]}…)")
+        loaded = load_registered_weights(resolved)  # located, verified against its pin (or pinned), converted
+        print(f"{resolved.full_name}: {loaded.path} ({loaded.source}, sha256 {loaded.sha256[:16]}…)")
     return EXIT_OK
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from . import files, hub
+    from .pins import first_use_pin, forget_pin
 
+    if args.repin:
+        if not args.names:
+            raise InvalidOptionError("--repin needs the names to re-pin: sslzoo verify --repin NAME [NAME ...]")
+        from .weights import load_registered_weights
+
+        for name in args.names:
+            resolved = registry.resolve(name)
+            if resolved.weights is not None and resolved.weights.sha256:
+                raise InvalidOptionError(f"{resolved.full_name} has a published sha256, which cannot be re-pinned.")
+            forget_pin(resolved.full_name)
+            loaded = load_registered_weights(resolved)
+            print(f"{resolved.full_name}: re-pinned to sha256 {loaded.sha256} ({loaded.source})")
+        return EXIT_OK
     names = args.names or registry.list_models(pretrained=True)
     status = EXIT_OK
     uncached = 0
@@ -114,7 +151,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
                 print(f"{resolved.full_name}: not cached")
             continue
         for path in copies:
-            pinned = resolved.weights.sha256 if resolved.weights else None
+            w, pin = resolved.weights, first_use_pin(resolved.full_name)
+            pinned = (w.sha256 if w else None) or (pin["sha256"] if pin else None)
             actual = files.sha256_file(path)
             if not pinned:
                 print(f"{resolved.full_name}: {path}: sha256 {actual} (not pinned)")
@@ -179,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", action="store_true", help="only names with weights, with their tags")
     p.add_argument("--aliases", action="store_true", help="also list short aliases such as aps_vit_t")
     p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument("--details", action="store_true", help="with each name: its source, figures and licence")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("info", help="show what the registry knows about a name")
@@ -192,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="re-hash cached weight files against their pinned sha256")
     p.add_argument("names", nargs="*", metavar="NAME", help="default: every pretrained entry")
+    p.add_argument("--repin", action="store_true",
+                   help="drop the pins taken on first use of NAME... and pin the files found now (on purpose)")
     p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser(

@@ -21,14 +21,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .cache import cache_dir  # noqa: F401 - part of this module's interface
 from .errors import CheckpointFormatError, SslzooError, UnsafeCheckpointError, WeightsNotFoundError
 
 PathLike = Union[str, os.PathLike]
-
-
-def cache_dir() -> Path:
-    """sslzoo's own cache (downloads, converted checkpoints, decoded data): ``$SSLZOO_CACHE`` or ``~/.cache/sslzoo``."""
-    return Path(os.environ.get("SSLZOO_CACHE") or Path.home() / ".cache" / "sslzoo").expanduser()
 
 
 def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:

@@ -7,10 +7,11 @@ Resolution order for registry weights (documented in the README and tested), aft
    inside the package (``sslzoo/zoo``); inside it ``<name>.<tag>/model.safetensors``;
 2. the Hugging Face cache and hub through ``huggingface_hub`` (``HF_HUB_OFFLINE``, ``HF_HOME`` and
    ``HF_HUB_CACHE`` are read at call time);
-3. a plain URL, downloaded atomically into ``$SSLZOO_CACHE``.
+3. a plain URL, downloaded (resumably, atomically) into ``$SSLZOO_CACHE/downloads``.
 
-A file that the library resolves itself is checked against the registry's pinned sha256 on every load; a
-mismatch is an error naming both hashes.
+A file that the library resolves itself is checked against the registry's pinned sha256, or for an entry that
+publishes none against the pin taken on its first verified load (:mod:`sslzoo.pins`), on every load; a mismatch is
+an error naming both hashes.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import os
 from pathlib import Path
 from typing import Optional
 
-import torch
 
 from . import registry
 from .errors import ChecksumError, WeightsNotFoundError
-from .files import PathLike, atomic_file, cache_dir, sha256_file
+from .download import download
+from .files import PathLike, cache_dir, sha256_file
 
 WEIGHTS_NAME = "model.safetensors"
 FULL_WEIGHTS_NAME = "full.safetensors"
@@ -92,19 +93,18 @@ def hf_download(repo_id: str, filename: str, *, revision: Optional[str] = None) 
         ) from e
 
 
+def download_dir() -> Path:
+    return cache_dir() / "downloads"
+
+
 def download_url(url: str, filename: str) -> Path:
-    """Download ``url`` once into ``$SSLZOO_CACHE/downloads``; concurrent fetches each rename a complete file."""
-    dest = cache_dir() / "downloads" / filename
+    """Download ``url`` once into ``$SSLZOO_CACHE/downloads`` (resumable and atomic: :mod:`sslzoo.download`)."""
+    dest = download_dir() / filename
     if dest.is_file():
         return dest
     if hf_offline():
         raise WeightsNotFoundError(f"{url} is not in {dest.parent} and HF_HUB_OFFLINE is set.")
-    try:
-        with atomic_file(dest) as tmp:
-            torch.hub.download_url_to_file(url, str(tmp), progress=True)
-    except OSError as e:
-        raise WeightsNotFoundError(f"Could not download {url}: {e}") from e
-    return dest
+    return download(url, dest)
 
 
 def _no_weights_message(resolved: registry.Resolved, tried: list[str]) -> str:
@@ -204,7 +204,7 @@ def cached_copies(resolved: registry.Resolved) -> list[Path]:
         if isinstance(hit, str):
             found.append(Path(hit))
     if w.url:
-        path = cache_dir() / "downloads" / f"{resolved.full_name}-{Path(w.url).name}"
+        path = download_dir() / f"{resolved.full_name}-{Path(w.url).name}"
         if path.is_file():
             found.append(path)
     return found

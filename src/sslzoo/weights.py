@@ -20,7 +20,8 @@ from . import registry
 from .convert.cache import load_converted
 from .errors import ChecksumError
 from .files import PathLike, load_state_dict
-from .hub import locate_registered, verify_sha256
+from .hub import download_dir, locate_registered, verify_sha256
+from .pins import first_use_pin, pin_file, record_pin
 from .hub_folder import open_given
 
 _logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def _load_given(resolved: registry.Resolved, pretrained_file: PathLike) -> Loade
         return LoadedWeights(load_state_dict(path), path, sha, "pretrained_file (hub folder)")
     _check_given_against_pin(resolved, path, sha, "pretrained_file")
     if w is not None and w.convert_from:
-        return _load_converted(resolved, w, path, sha, "pretrained_file", announce_hash=False)
+        return _load_converted(resolved, w, path, sha, "pretrained_file")
     return LoadedWeights(load_state_dict(path), path, sha, "pretrained_file")
 
 
@@ -80,15 +81,40 @@ def load_registered_weights(resolved: registry.Resolved, pretrained_file: Option
         return _load_given(resolved, pretrained_file)
     path, source = locate_registered(resolved)
     w = resolved.weights
-    pinned = w.sha256 if w else None
-    sha = verify_sha256(path, pinned)
+    # a folder of the user's own local hub is theirs; a remote source (Hugging Face, a URL) may change upstream
+    remote = not source.startswith("local hub")
+    first_use = first_use_pin(resolved.full_name) if remote and w is not None and not w.sha256 else None
+    try:
+        sha = verify_sha256(path, w.sha256 if w else None)
+        if first_use is not None and sha != first_use["sha256"]:
+            raise ChecksumError(
+                f"{path} has sha256 {sha}, but {resolved.full_name} was pinned to {first_use['sha256']} on its first"
+                f" verified load ({first_use['date']}, from {first_use['source']}; {pin_file()}). The upstream file"
+                f" changed or this copy is damaged. If the change is intended, re-pin: sslzoo verify --repin"
+                f" {resolved.full_name}")
+    except ChecksumError as e:
+        if path.parent == download_dir():  # sslzoo's own download: remove it, so that the next load fetches again
+            path.unlink(missing_ok=True)
+            raise ChecksumError(f"{e} The downloaded file was removed.") from None
+        raise
     if w is not None and w.convert_from:
-        return _load_converted(resolved, w, path, sha, source, announce_hash=not pinned)
-    return LoadedWeights(load_state_dict(path), path, sha, source)
+        loaded = _load_converted(resolved, w, path, sha, source)
+    else:
+        loaded = LoadedWeights(load_state_dict(path), path, sha, source)
+    if remote and w is not None and not w.sha256 and first_use is None:  # read (and converted): verified
+        record_pin(resolved.full_name, sha, source=source, revision=_hf_revision(path))
+        _logger.info("%s: pinned to sha256 %s on first use (%s).", resolved.full_name, sha, pin_file())
+    return loaded
+
+
+def _hf_revision(path: Path) -> Optional[str]:
+    """The Hugging Face commit a cached file came from (``.../snapshots/<commit>/<file>``), if it is one."""
+    parts = path.parts
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else None
 
 
 def _load_converted(
-    resolved: registry.Resolved, w: registry.Weights, path: Path, sha: str, source: str, *, announce_hash: bool
+    resolved: registry.Resolved, w: registry.Weights, path: Path, sha: str, source: str
 ) -> LoadedWeights:
     assert w.convert_from is not None
     sd, weights_path, converted_now = load_converted(
@@ -97,8 +123,4 @@ def _load_converted(
     if converted_now:
         _logger.info("%s: converted %s from the %s layout; cached in %s.", resolved.full_name, path.name,
                      w.convert_from, weights_path.parent)
-        if announce_hash:
-            _logger.warning('sha256 of %s: %s (not pinned). To pin it, set sha256="%s" in the %s entry of'
-                            " sslzoo/registry.py WEIGHTS; any other file is then refused.", path.name, sha, sha,
-                            resolved.full_name)
     return LoadedWeights(sd, weights_path, sha, f"{source}, converted from the {w.convert_from} layout")

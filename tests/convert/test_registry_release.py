@@ -75,7 +75,7 @@ def test_release_is_converted_once_then_loaded_from_the_cache(tmp_path, patchmix
         assert relative_error(first(x), ref) <= 1e-5
     assert len(conversions) == 1
     err = caplog.text
-    assert "converted" in err and sha in err and "not pinned" in err and f'sha256="{sha}"' in err
+    assert "converted" in err and f"pinned to sha256 {sha} on first use" in err
     assert first.sslzoo_cfg["sha256"] == sha
     folder = tmp_path / "cache" / "converted" / ENTRY / sha
     assert json.loads((folder / "config.json").read_text())["sslzoo"]["converted_from"]["sha256"] == sha
@@ -109,7 +109,7 @@ def test_aps_without_a_file_says_exactly_what_to_do(capsys):
         assert expected in message, expected
     assert cli.main(["info", "aps_vit_b"]) == cli.EXIT_OK
     out = capsys.readouterr().out
-    assert "not pinned" in out and "file name not known" in out and "(reported)" in out
+    assert "not pinned yet" in out and "file name not known" in out and "(reported)" in out
 
 
 def test_aps_file_passed_by_the_user_is_converted_and_cached(tmp_path, conversions):
@@ -149,6 +149,9 @@ def test_cache_follows_the_source_file_and_refuses_a_damaged_copy(tmp_path, patc
     new_file, other = patchmix_checkpoint(tmp_path, momentum=False, seed=5, **VIT_T2)
     entry = registry.resolve(ENTRY).weights
     _put_in_hf_cache(tmp_path / "hf", entry.hf_hub_id, entry.hf_filename, new_file)
+    with pytest.raises(ChecksumError, match="sslzoo verify --repin"):  # the upstream file changed: its pin refuses it
+        sslzoo.create_model(ENTRY, pretrained=True)
+    assert cli.main(["verify", "--repin", ENTRY]) == cli.EXIT_OK  # on purpose
     x = images(n=2)
     with torch.no_grad():
         assert relative_error(_features(ENTRY, x, pretrained=True), other.base_encoder.features(x)) <= 1e-5

@@ -20,6 +20,7 @@ from ..errors import UnknownModelError
 from ..preprocessing import CIFAR10_MEAN, CIFAR10_STD, CIFAR_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD  # noqa: F401
 from .architectures import (ALIASES, ARCHITECTURES, METHODS, MICRO, MICRO_RESOLUTION, PLAIN_VIT,  # noqa: F401
                             RESOLUTIONS, SIZES)
+from .baselines import BASELINES
 from .releases import APS_CIFAR_STD, RELEASES  # noqa: F401
 from .schema import Architecture, Method, PosEmbed, Resolution, Resolved, Result, Size, Weights  # noqa: F401
 from .zoo_index import ZOO_INDEX, zoo_entries, zoo_weights  # noqa: F401
@@ -33,7 +34,7 @@ def weights_table() -> dict[str, tuple[Weights, ...]]:
     """
     table = globals().get("WEIGHTS")
     if table is None:
-        table = dict(RELEASES)
+        table = dict(RELEASES, **BASELINES)
         for arch, zoo in zoo_weights().items():
             table[arch] = zoo + table.get(arch, ())
         globals()["WEIGHTS"] = table

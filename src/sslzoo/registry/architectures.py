@@ -18,6 +18,7 @@ RESOLUTIONS: tuple[Resolution, ...] = (
     Resolution(patch_size=2, img_size=32, crop_pct=CIFAR_CROP_PCT, mean=CIFAR10_MEAN, std=CIFAR10_STD),
     Resolution(patch_size=4, img_size=32, crop_pct=CIFAR_CROP_PCT, mean=CIFAR10_MEAN, std=CIFAR10_STD),
     Resolution(patch_size=16, img_size=224, crop_pct=IMAGENET_CROP_PCT, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+    Resolution(patch_size=8, img_size=224, crop_pct=IMAGENET_CROP_PCT, mean=IMAGENET_MEAN, std=IMAGENET_STD),  # DINO /8
 )
 
 METHODS: dict[str, Method] = {
