@@ -10,8 +10,10 @@ import importlib
 from typing import Any
 
 from .errors import SslzooError
+from .timm_registry import install as _register_in_timm
 
 __version__ = "0.1.0"
+_register_in_timm()  # sslzoo's names in timm's registry, once timm is imported (sslzoo.timm_registry)
 
 # public name -> the module that defines it
 _EXPORTS = {

@@ -25,6 +25,7 @@ from . import registry
 from .errors import ChecksumError, WeightsNotFoundError
 from .download import download
 from .files import PathLike, cache_dir, sha256_file
+from .release_files import find_release_file
 
 WEIGHTS_NAME = "model.safetensors"
 FULL_WEIGHTS_NAME = "full.safetensors"
@@ -176,7 +177,13 @@ def locate_registered(resolved: registry.Resolved) -> tuple[Path, str]:
             return candidate, f"local hub {folder}"
         tried.append(str(candidate))
     if w.hf_hub_id and _unnamed_release(w):
-        tried.append(f"hf-hub:{w.hf_hub_id}: sslzoo records no file name for this entry (the authors' README lists none)")
+        # the README names no file: the repository's listing is searched for this entry's size, data and epochs
+        try:
+            name = find_release_file(w.hf_hub_id, size=resolved.architecture.size.name, dataset=w.pretrain_data,
+                                     epochs=w.pretrain_epochs, offline=hf_offline())
+            return hf_download(w.hf_hub_id, name), f"hf-hub:{w.hf_hub_id}/{name}"
+        except WeightsNotFoundError as e:
+            tried.append(f"{e} (sslzoo records no file name for this entry: the authors' README lists none)")
     elif w.hf_hub_id:
         try:
             return hf_download(w.hf_hub_id, w.hf_filename or w.filename), f"hf-hub:{w.hf_hub_id}"

@@ -63,6 +63,11 @@ class HubFolder:
         return cls(name, root, config)
 
     @property
+    def is_plain_timm(self) -> bool:
+        """A folder timm wrote (``architecture`` and ``pretrained_cfg``, no sslzoo ``model_args``): timm's to build."""
+        return "sslzoo" not in self.config and "model_args" not in self.config and "architecture" in self.config
+
+    @property
     def sslzoo_cfg(self) -> dict[str, Any]:
         return dict(self.config.get("sslzoo", {}))
 
@@ -95,13 +100,18 @@ class HubFolder:
     def weights_path(self) -> Path:
         return self.root / self.sslzoo_cfg.get("weights", WEIGHTS_NAME)
 
-    def load_state_dict(self) -> tuple[dict[str, torch.Tensor], str]:
-        """The backbone weights, checked against the sha256 recorded in ``config.json``."""
+    def fetch_weights(self) -> Path:
+        """The weight file, fetched through ``huggingface_hub`` (its cache, ``HF_HUB_OFFLINE``) for an hf-hub folder."""
         source, _, ref = self.name.partition(":")
         path = self.weights_path
         if source == "hf-hub" and not path.is_file():
             repo, revision = _parse_hf_ref(ref)
             path = hf_download(repo, path.name, revision=revision)
+        return path
+
+    def load_state_dict(self) -> tuple[dict[str, torch.Tensor], str]:
+        """The backbone weights, checked against the sha256 recorded in ``config.json``."""
+        path = self.fetch_weights()
         sha = verify_sha256(path, self.sslzoo_cfg.get("sha256"), recorded_in=self.root / CONFIG_NAME)
         return load_state_dict(path), sha
 

@@ -18,6 +18,7 @@ from timm.models.vision_transformer import VisionTransformer
 from . import registry
 from .errors import UnknownModelError, WeightsNotFoundError
 from .hub_folder import HubFolder, open_given
+from .timm_compat import adapt_input_channels, apply_overlay, split_kwargs, wrap_features
 from .validation import InvalidOptionError
 from .vit import build_vit, load_weights, timm_architecture
 from .weights import load_registered_weights
@@ -65,7 +66,8 @@ def _attach(model: VisionTransformer, pretrained_cfg: dict[str, Any], sslzoo_cfg
 
 
 def _create_registered(
-    name: str, pretrained: bool, pretrained_file: Optional[Union[str, Path]], num_classes: Optional[int], **kwargs: Any
+    name: str, pretrained: bool, pretrained_file: Optional[Union[str, Path]], num_classes: Optional[int],
+    overlay: Optional[dict[str, Any]], **kwargs: Any
 ) -> VisionTransformer:
     resolved = registry.resolve(name)
     arch = resolved.architecture
@@ -76,7 +78,8 @@ def _create_registered(
     sha = None
     if pretrained:
         loaded = load_registered_weights(resolved, pretrained_file=pretrained_file)
-        load_weights(model, loaded.state_dict, source=str(loaded.path))
+        sd = adapt_input_channels(loaded.state_dict, model.patch_embed.proj.in_channels)
+        load_weights(model, sd, source=str(loaded.path))
         sha = loaded.sha256
     pcfg = _pretrained_cfg(
         timm_arch=timm_architecture(model_args),
@@ -94,21 +97,21 @@ def _create_registered(
         pos_embed=arch.method.pos_embed,
         sha256=sha,
     )
-    return _attach(model, pcfg, sslzoo_cfg)
+    return _attach(model, apply_overlay(pcfg, overlay), sslzoo_cfg)
 
 
 def _create_from_folder(
-    name: str, pretrained: bool, num_classes: Optional[int], **kwargs: Any
+    folder: HubFolder, pretrained: bool, num_classes: Optional[int], overlay: Optional[dict[str, Any]], **kwargs: Any
 ) -> VisionTransformer:
-    folder = HubFolder.open(name)
+    name = folder.name
     model_args = dict(folder.model_args, **kwargs)
     model_args["num_classes"] = folder.num_classes if num_classes is None else num_classes
     model = build_vit(model_args, norm_eps=folder.norm_eps, pos_embed=folder.pos_embed)
     sha = None
     if pretrained:
         sd, sha = folder.load_state_dict()
-        load_weights(model, sd, source=str(folder.weights_path))
-    pcfg = dict(folder.pretrained_cfg)
+        load_weights(model, adapt_input_channels(sd, model.patch_embed.proj.in_channels), source=str(folder.weights_path))
+    pcfg = apply_overlay(folder.pretrained_cfg, overlay)
     pcfg["num_classes"] = model.num_classes
     pcfg["input_size"] = (3, *model.patch_embed.img_size)
     sslzoo_cfg = dict(folder.sslzoo_cfg, sha256=sha, source=name)
@@ -116,10 +119,12 @@ def _create_from_folder(
 
 
 def _create_timm(
-    name: str, pretrained: bool, pretrained_file: Optional[Union[str, Path]], num_classes: Optional[int], **kwargs: Any
+    name: str, pretrained: bool, pretrained_file: Optional[Union[str, Path]], num_classes: Optional[int],
+    overlay: Optional[dict[str, Any]], **kwargs: Any
 ) -> torch.nn.Module:
     # a hub folder is checked against its recorded hash before timm reads the file
-    overlay = dict(file=str(open_given(pretrained_file).path)) if pretrained_file else None
+    if pretrained_file:
+        overlay = dict(overlay or {}, file=str(open_given(pretrained_file).path))
     try:
         model = timm.create_model(
             name, pretrained=pretrained, pretrained_cfg_overlay=overlay, num_classes=num_classes or 0, **kwargs
@@ -141,6 +146,7 @@ def create_model(
     *,
     pretrained_file: Optional[Union[str, Path]] = None,
     num_classes: Optional[int] = None,
+    pretrained_cfg_overlay: Optional[dict[str, Any]] = None,
     **kwargs: Any,
 ) -> VisionTransformer:
     """Create a ViT by name, optionally with pretrained weights.
@@ -154,8 +160,11 @@ def create_model(
         pretrained_file: a weight file to use instead of resolving one (safetensors, or a state dict pickle read
             with ``weights_only=True``). Implies ``pretrained=True``.
         num_classes: size of a new classifier head; ``None`` keeps the checkpoint's (0, no head, for backbones).
+        pretrained_cfg_overlay: keys that replace the model's ``pretrained_cfg`` (``mean``, ``std``, ``crop_pct``,
+            ...), as in timm.
         **kwargs: ``VisionTransformer`` arguments, e.g. ``img_size`` (the position embedding is resampled),
-            ``drop_path_rate`` or ``global_pool``.
+            ``drop_path_rate``, ``global_pool`` or ``in_chans`` (pretrained weights are adapted as timm does), and
+            timm's ``features_only`` / ``out_indices`` / ``feature_cls`` (:mod:`sslzoo.timm_compat`).
 
     Returns:
         A timm ``VisionTransformer`` with ``pretrained_cfg`` (timm's preprocessing config) and ``sslzoo_cfg``.
@@ -168,6 +177,8 @@ def create_model(
     """
     if pretrained_file is not None:
         pretrained = True
+    kwargs, features = split_kwargs(dict(kwargs))
+    overlay = pretrained_cfg_overlay
     source, _, _ = name.partition(":")
     if source in ("local-dir", "hf-hub"):
         if pretrained_file is not None:
@@ -175,12 +186,23 @@ def create_model(
                 f"'{name}' is a hub folder with weights of its own, so pretrained_file= ({pretrained_file}) cannot"
                 " apply to it. Load the folder alone, or give the file with the architecture's registry name."
             )
-        return _create_from_folder(name, True if pretrained is None else pretrained, num_classes, **kwargs)
+        pretrained = True if pretrained is None else pretrained
+        folder = HubFolder.open(name)
+        if folder.is_plain_timm:  # a timm repository (architecture + pretrained_cfg): timm builds and loads it
+            cfg = apply_overlay(folder.pretrained_cfg, overlay)
+            cfg.pop("architecture", None)
+            model = _create_timm(folder.config["architecture"], pretrained,
+                                 folder.fetch_weights() if pretrained else None,
+                                 folder.num_classes if num_classes is None else num_classes, cfg, **kwargs, **features)
+            model.sslzoo_cfg = dict(model.sslzoo_cfg, source=name)
+            return model
+        return wrap_features(_create_from_folder(folder, pretrained, num_classes, overlay, **kwargs), features)
     pretrained = bool(pretrained)
     if registry.is_registered(name):
-        return _create_registered(name, pretrained, pretrained_file, num_classes, **kwargs)
+        model = _create_registered(name, pretrained, pretrained_file, num_classes, overlay, **kwargs)
+        return wrap_features(model, features)
     if timm.is_model(name.partition(".")[0]):
-        return _create_timm(name, pretrained, pretrained_file, num_classes, **kwargs)
+        return _create_timm(name, pretrained, pretrained_file, num_classes, overlay, **kwargs, **features)
     registry.resolve(name)  # raises UnknownModelError with suggestions
     raise UnknownModelError(f"Unknown model '{name}'.")  # pragma: no cover - resolve() always raises here
 

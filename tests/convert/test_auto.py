@@ -29,7 +29,8 @@ CHECKPOINTS = {
     "mocov3": mocov3_checkpoint,
 }
 TITLES = {"aps": "APS", "patchmix": "PatchMix", "adclr": "ADCLR/PQCL", "dino": "DINO", "mocov3": "MoCo v3"}
-SAME_CONTAINER = {frozenset({"adclr", "dino"})}  # one layout family: either name converts the other's files
+# one layout family: either name converts the other's files (an explicit --from is honoured when the tensors fit)
+SAME_CONTAINER = {frozenset({"adclr", "dino"}), frozenset({"patchmix", "mocov3"})}
 
 
 def _file(layout: str, tmp_path: Path) -> Path:
@@ -126,3 +127,12 @@ def test_architecture_is_read_back_from_the_tensors(tmp_path_factory, width, dep
     x = images(grid * patch, n=2)
     with torch.no_grad():
         assert relative_error(model(x), vit(x)) <= 1e-5
+
+
+def test_an_explicit_layout_of_the_same_family_is_honoured_with_a_notice(tmp_path, caplog):
+    """--from patchmix on a file whose predictor lacks PatchMix's final BatchNorm (so it looks like MoCo v3)."""
+    path = _file("mocov3", tmp_path)
+    with caplog.at_level("WARNING", logger="sslzoo.convert"):
+        converted = convert(path, "patchmix", num_heads=4)
+    assert converted.layout == "patchmix" and "looks like the" in caplog.text and "as asked" in caplog.text
+    assert cli.main(["convert", "--from", "patchmix", str(path), str(tmp_path / "out")]) == cli.EXIT_OK

@@ -156,3 +156,25 @@ def test_cache_follows_the_source_file_and_refuses_a_damaged_copy(tmp_path, patc
     with torch.no_grad():
         assert relative_error(_features(ENTRY, x, pretrained=True), other.base_encoder.features(x)) <= 1e-5
     assert len(conversions) == 2  # a new source file is converted again, into its own folder
+
+
+def test_the_aps_release_is_found_in_the_repository_listing(tmp_path, monkeypatch, conversions):
+    """Online: the listing (mocked) is read and cached; then offline: the cached listing and Hugging Face cache."""
+    from sslzoo import release_files
+
+    path, model = aps_checkpoint(tmp_path, emb_dim=192, num_layer=12, num_head=3, patch_size=2)
+    name = "weight/pretrain/cifar10/tiny_1600ep_1e-3_97.pth"  # the README's example path, for ViT-T on CIFAR-10
+    listing = ["README.md", "weight/pretrain/cifar100/small_1600ep_5e-4_100.pth", name,
+               "weight/pretrain/cifar10/tiny_3200ep_1e-3_97.pth", "weight/finetune/cifar10/tiny_1600ep_best.pth"]
+    monkeypatch.setattr("huggingface_hub.list_repo_files", lambda repo_id: listing)
+    assert release_files.repo_files("visresearch/aps", offline=False) == sorted(listing)
+    monkeypatch.setattr("huggingface_hub.list_repo_files", lambda repo_id: 1 / 0)  # offline from here on
+    _put_in_hf_cache(tmp_path / "hf", "visresearch/aps", name, path)
+    x = images(n=2)
+    with torch.no_grad():
+        ref = model.base_encoder.features(x)
+    assert relative_error(_features("aps_vit_t", x, pretrained=True), ref) <= 1e-5  # alias -> cifar10, 1600 ep
+    assert len(conversions) == 1
+    with pytest.raises(WeightsNotFoundError) as e:
+        sslzoo.create_model("aps_vit_base_patch2_32.authors_cifar100_3200ep", pretrained=True)
+    assert "no pre-training file for base, CIFAR-100, 3200 epochs" in str(e.value) and name in str(e.value)

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -31,6 +32,10 @@ __all__ = ["LAYOUTS", "Converted", "convert", "convert_file", "detect_layout", "
 
 _MODULES = (aps, patchmix, dino, mocov3)
 _BY_LAYOUT = {layout: module for module in _MODULES for layout in module.LAYOUTS}
+# layouts whose files hold the same containers (a two-encoder state dict; teacher/student dicts): an explicit --from
+# of one converts the other's files, with a notice, because the tensors fit whichever name the user gives
+_FAMILIES = (frozenset({"patchmix", "mocov3"}), frozenset({"adclr", "dino"}))
+_logger = logging.getLogger(__name__)
 LAYOUTS: tuple[str, ...] = ("aps", "patchmix", "adclr", "dino", "mocov3")
 TIMM = "timm"  # what detect_layout() calls a backbone that is already in timm names (nothing to convert)
 
@@ -99,6 +104,12 @@ def _check_layout(obj: Any, layout: str) -> str:
     if layout != "auto" and _BY_LAYOUT[layout].recognise(obj):
         return layout
     found = _recognised(obj)
+    kin = [f for f in found if any({f, layout} <= family for family in _FAMILIES)]
+    if layout != "auto" and kin:
+        _logger.warning("--from %s: this checkpoint looks like the %s layout; it is converted as %s, as asked (both"
+                        " hold the same state dicts; the converter checks every tensor).", layout, TITLES[kin[0]],
+                        TITLES[layout])
+        return layout
     if layout == "auto" and found:
         return found[0]
     if not found and _is_timm_backbone(obj):

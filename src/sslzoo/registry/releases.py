@@ -49,8 +49,9 @@ def _aps_release(size: str, data: str, epochs: int) -> Weights:
             Result(dataset, "finetune:aps-cifar", _APS_FINETUNE[(data, epochs)][size], source="reported",
                    notes=f"{_REPORTED} Best test top-1 over 100 fine-tuning epochs (METHODS.md 1.6)."),
         ),
-        notes="The authors' README links only https://huggingface.co/visresearch/aps/tree/main and names no files, so"
-        " sslzoo cannot fetch this one by itself: download the pre-training file and pass it as pretrained_file=."
+        notes="The authors' README links only https://huggingface.co/visresearch/aps/tree/main and names no files: sslzoo"
+        " looks for pretrain/<dataset>/<size>_<epochs>ep*.pth in the repository's file list (sslzoo.release_files),"
+        " or takes the file as pretrained_file=."
         " Preprocessing: the CIFAR statistics APS pre-trains with (its fine-tuning uses ImageNet statistics).",
     )
 
