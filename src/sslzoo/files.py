@@ -11,16 +11,15 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_file, write_text_atomic  # noqa: F401 - part of this module's interface
 from .cache import cache_dir  # noqa: F401 - part of this module's interface
 from .errors import CheckpointFormatError, SslzooError, UnsafeCheckpointError, WeightsNotFoundError
 
@@ -81,39 +80,6 @@ def safetensors_metadata(path: PathLike) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
-
-
-def _new_file_mode() -> int:
-    umask = os.umask(0)  # reading the umask means setting it; it is put back at once
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _commit(tmp: Path, path: Path) -> None:
-    # mkstemp makes the file private (0600), and writers such as safetensors replace the temporary file with one of
-    # their own; the result gets the permissions of any new file, after the writer is done
-    os.chmod(tmp, _new_file_mode())
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-@contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
-    """A temporary file beside ``path``, renamed over it when the block succeeds and removed whatever happens."""
-    tmp = _atomic_target(path)
-    try:
-        yield tmp
-        _commit(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _sort_safetensors_metadata(path: Path) -> None:
     """Rewrite a safetensors header with its metadata in sorted order, in place.
 
@@ -147,11 +113,4 @@ def save_torch_atomic(obj: Any, path: PathLike) -> Path:
     path = Path(path)
     with atomic_file(path) as tmp:
         torch.save(obj, tmp)
-    return path
-
-
-def write_text_atomic(path: PathLike, text: str) -> Path:
-    path = Path(path)
-    with atomic_file(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
     return path

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
+from .atomic import write_text_atomic
 from .cache import cache_dir
 
 
@@ -56,12 +55,4 @@ def forget_pin(full_name: str) -> bool:
 
 
 def _write(pins: dict[str, dict[str, Any]]) -> None:
-    path = pin_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".pins-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(pins, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_text_atomic(pin_file(), json.dumps(pins, indent=2, sort_keys=True) + "\n")

@@ -12,6 +12,7 @@ import json
 import re
 from typing import Optional
 
+from .atomic import write_text_atomic
 from .cache import cache_dir
 from .errors import WeightsNotFoundError
 
@@ -35,8 +36,7 @@ def repo_files(repo_id: str, *, offline: bool) -> list[str]:
                 raise WeightsNotFoundError(f"hf-hub:{repo_id}: its file list could not be read "
                                            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from e
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(names, indent=1) + "\n", encoding="utf-8")
+            write_text_atomic(path, json.dumps(names, indent=1) + "\n")
             return names
     if not path.is_file():
         raise WeightsNotFoundError(f"hf-hub:{repo_id}: HF_HUB_OFFLINE is set and its file list was never read online "
