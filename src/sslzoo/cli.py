@@ -150,9 +150,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             if args.names:  # every entry was asked for: only the named ones are worth a line each
                 print(f"{resolved.full_name}: not cached")
             continue
+        w, pin = resolved.weights, first_use_pin(resolved.full_name)
+        pinned = (w.sha256 if w else None) or (pin["sha256"] if pin else None)
         for path in copies:
-            w, pin = resolved.weights, first_use_pin(resolved.full_name)
-            pinned = (w.sha256 if w else None) or (pin["sha256"] if pin else None)
             actual = files.sha256_file(path)
             if not pinned:
                 print(f"{resolved.full_name}: {path}: sha256 {actual} (not pinned)")
@@ -205,7 +205,7 @@ def _cmd_attention(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: Optional[dict] = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sslzoo",
         description="Self-supervised ViTs by name: list, inspect, fetch, verify and evaluate checkpoints.",
@@ -264,18 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_attention)
 
     add_eval_commands(sub)
-    for name in sorted(plugin_commands()):  # listed in --help; main() hands their arguments over untouched
+    for name in sorted(plugin_commands() if plugins is None else plugins):  # in --help; main() hands their args over
         sub.add_parser(name, help=_COMMAND_HELP.get(name, f"see sslzoo {name} --help"), add_help=False)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    plugins = plugin_commands() if argv and not argv[0].startswith("-") else {}
+    plugins = plugin_commands()
     if argv and argv[0] in plugins:
         return plugins[argv[0]].load()(argv[1:], prog=f"sslzoo {argv[0]}")
     show_notices()
-    parser = build_parser()
+    parser = build_parser(plugins)
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -20,7 +20,6 @@ import os
 from pathlib import Path
 from typing import Optional
 
-
 from . import registry
 from .errors import ChecksumError, WeightsNotFoundError
 from .download import download

@@ -20,9 +20,9 @@ from . import registry
 from .convert.cache import load_converted
 from .errors import ChecksumError
 from .files import PathLike, load_state_dict
-from .hub import download_dir, locate_registered, verify_sha256
-from .pins import first_use_pin, pin_file, record_pin
+from .hub import download_dir, local_hub_dirs, locate_registered, verify_sha256
 from .hub_folder import open_given
+from .pins import first_use_pin, pin_file, record_pin
 
 _logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def load_registered_weights(resolved: registry.Resolved, pretrained_file: Option
     path, source = locate_registered(resolved)
     w = resolved.weights
     # a folder of the user's own local hub is theirs; a remote source (Hugging Face, a URL) may change upstream
-    remote = not source.startswith("local hub")
+    remote = not any(path.is_relative_to(folder) for folder in local_hub_dirs())
     first_use = first_use_pin(resolved.full_name) if remote and w is not None and not w.sha256 else None
     try:
         sha = verify_sha256(path, w.sha256 if w else None)
