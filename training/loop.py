@@ -26,6 +26,8 @@ from .trainer import Trainer, write_checkpoint
 from .views.sample_draws import PHOTOMETRIC, SampleDraws, sample_keys
 
 LOG_NAME = "log.csv"
+# the schedule values of a step: a log row reports the latest, where the loss terms are averaged
+SCHEDULE_KEYS = ("lr", "wd", "momentum")
 _logger = logging.getLogger("training")
 
 
@@ -129,7 +131,7 @@ def train_iteration(tr: Trainer, batch: CropBatch) -> dict[str, float]:
         for k, v in mean_over_ranks(step_terms).items():
             sums[k] = sums.get(k, 0.0) + v
         sums.update(lr=lr, wd=wd, momentum=m if m is not None else float("nan"))
-    return {k: (v / method.substeps if k not in ("lr", "wd", "momentum") else v) for k, v in sums.items()}
+    return {k: (v / method.substeps if k not in SCHEDULE_KEYS else v) for k, v in sums.items()}
 
 
 def _knn_due(tr: Trainer) -> bool:
@@ -164,11 +166,11 @@ class _Window:
         self.images += images
         self.n += 1
         for k, v in terms.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v if k not in ("lr", "wd", "momentum") else v
+            self.sums[k] = self.sums.get(k, 0.0) + v if k not in SCHEDULE_KEYS else v
 
     def row(self) -> dict[str, float]:
         seconds = time.perf_counter() - self.start
-        out = {k: (v / self.n if k not in ("lr", "wd", "momentum") else v) for k, v in self.sums.items()}
+        out = {k: (v / self.n if k not in SCHEDULE_KEYS else v) for k, v in self.sums.items()}
         return dict(out, images_per_s=self.images / max(seconds, 1e-9))
 
 

@@ -47,6 +47,19 @@ def decode_rgb(path: str) -> Tensor:
         return torch.from_numpy(load_rgb(Path(path))).permute(2, 0, 1).contiguous()
 
 
+def decode_readable(files: FileList, index: int) -> tuple[Tensor, int, str]:
+    """The image of file ``index`` or of the next readable one: (image, its index, the first unreadable path)."""
+    bad = ""
+    for k in range(MAX_REPLACEMENTS):
+        j = (index + k) % len(files)
+        try:
+            return decode_rgb(files.paths[j]), j, bad
+        except (DatasetFormatError, OSError, RuntimeError, ValueError) as e:
+            bad = bad or f"{files.paths[j]} ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})"
+    raise DatasetFormatError(f"{MAX_REPLACEMENTS} consecutive files from {files.paths[index]} cannot be decoded; "
+                             "check the data folder.")
+
+
 def _interpolation(name: str):
     from torchvision.transforms import InterpolationMode
 
@@ -74,21 +87,9 @@ class StreamCrops(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def decode(self, index: int) -> tuple[Tensor, int, str]:
-        """The image of ``index`` or of the next readable file: (image, its index, the first unreadable path)."""
-        bad = ""
-        for k in range(MAX_REPLACEMENTS):
-            j = (index + k) % len(self.files)
-            try:
-                return decode_rgb(self.files.paths[j]), j, bad
-            except (DatasetFormatError, OSError, RuntimeError, ValueError) as e:
-                bad = bad or f"{self.files.paths[j]} ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})"
-        raise DatasetFormatError(f"{MAX_REPLACEMENTS} consecutive files from {self.files.paths[index]} cannot be "
-                                 "decoded; check the data folder.")
-
     def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
         epoch, index = item
-        image, source, bad = self.decode(index)
+        image, source, bad = decode_readable(self.files, index)
         indices = torch.tensor([index])
         draws = SampleDraws(sample_keys(self.seed, epoch, indices, GEOMETRY))
         geometry = draw_geometry(self.specs, image.shape[-2], image.shape[-1], draws, indices=indices, epoch=epoch,
@@ -115,5 +116,5 @@ class WholeImages(Dataset):
     def __getitem__(self, index: int) -> Tensor:
         from torchvision.transforms.v2.functional import resize
 
-        image, _, _ = StreamCrops(self.files, [], seed=0).decode(index)
+        image, _, _ = decode_readable(self.files, index)
         return resize(image, [self.size, self.size], interpolation=_interpolation("bilinear"), antialias=True)

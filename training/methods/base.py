@@ -3,7 +3,8 @@
 A :class:`Method` is the ``nn.Module`` that DistributedDataParallel wraps: it owns the framework (MoCo v3 or DINO)
 and any loss state (DINO centres), describes the views of this rank's batch in two stages (:meth:`Method.crop_specs`,
 the geometric stage, runs where the images are decoded; :meth:`Method.finish_views` does the rest on the device) and
-computes the loss terms of one optimizer step (:meth:`Method.forward`). The loop calls it at fixed points: :meth:`Method.update_ema` before the forward pass or after the optimizer step (``ema_after_step``),
+computes the loss terms of one optimizer step (:meth:`Method.forward`). The loop calls it at fixed points:
+:meth:`Method.update_ema` before the forward pass or after the optimizer step (``ema_after_step``),
 :meth:`Method.after_backward` between backward and the step, :meth:`Method.end_of_epoch` after each epoch.
 
 A method builds itself from the resolved config (:meth:`Method.from_config`): its framework settings
