@@ -22,7 +22,7 @@ import torch
 
 from sslzoo import files
 from sslzoo.data import DatasetFormatError, DatasetNotFoundError
-from sslzoo.data.folders import imagefolder_listing
+from sslzoo.data.folders import imagefolder_listing, split_folder
 
 _logger = logging.getLogger(__name__)
 LIST_SUFFIXES = (".txt", ".lst", ".csv")
@@ -76,8 +76,7 @@ def read_list_file(path: str | Path) -> FileList:
 
 def _tree_key(root: Path, split: str) -> str:
     """The cache key of a tree: its path, the split, and the modification times of its folders (not of its files)."""
-    folder = next((root / name for name in {"train": ["train"], "test": ["test", "val"], "val": ["val", "test"]}
-                   .get(split, [split]) if (root / name).is_dir()), root)
+    folder = split_folder(root, split)
     h = hashlib.sha256(f"{root.resolve()}\0{split}\0{folder.stat().st_mtime_ns}".encode())
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if entry.is_dir():

@@ -91,8 +91,19 @@ def held_out(labels: list[int], split: str, fraction: float, seed: int) -> list[
     return sorted(chosen)
 
 
+def _present_splits(root: Path) -> dict[str, Path]:
+    return {name: root / name for name in ("train", "test", "val") if (root / name).is_dir()}
+
+
+def split_folder(root: Path, split: str) -> Path:
+    """The folder whose class folders :func:`imagefolder_listing` lists for ``split``: ``train/``, ``test/`` or
+    ``val/``, or the root itself for a tree of class folders only (split by a seeded fraction)."""
+    present = _present_splits(root)
+    return _split_folder(root, split, present) if present else root
+
+
 def imagefolder_listing(root: Path, split: str, image_size: Optional[int], fraction: float, seed: int) -> Listing:
-    present = {name: root / name for name in ("train", "test", "val") if (root / name).is_dir()}
+    present = _present_splits(root)
     header: dict[str, Any] = {"kind": "imagefolder", "split": split, "image_size": image_size}
     if present:
         folder = _split_folder(root, split, present)
