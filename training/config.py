@@ -20,6 +20,7 @@ import yaml
 from sslzoo.errors import SslzooError
 from sslzoo.runlog import AMP_MODES
 from sslzoo.validation import int_at_least, positive
+from .data import DATA_MODES
 from .methods import METHODS
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
@@ -165,7 +166,7 @@ def parser(prog: str = "python -m training.pretrain") -> argparse.ArgumentParser
     p.add_argument("--ckpt-every", type=int, help="write a checkpoint every N iterations (and at the end)")
     p.add_argument("--device", choices=["cpu", "cuda"])
     p.add_argument("--train-limit", type=int, help="train on a seeded subset of this many images")
-    p.add_argument("--data-mode", choices=["auto", "memory", "stream"],
+    p.add_argument("--data-mode", choices=list(DATA_MODES),
                    help="memory: decode the split once into RAM (fixed-size sets); stream: DataLoader workers decode "
                         "files (ImageNet, mixed sizes); auto (default) chooses by size")
     p.add_argument("--workers", type=int, help="DataLoader workers per process when streaming (default: min(4, CPU cores))")
@@ -202,7 +203,7 @@ def validate(cfg: dict[str, Any]) -> None:
     int_at_least("prefetch", cfg["prefetch"], flag="--set prefetch=N")
     int_at_least("accum_steps", cfg["accum_steps"], flag="--accum-steps")
     int_at_least("keep", cfg["keep"], flag="--keep")
-    if cfg["data_mode"] not in ("auto", "memory", "stream"):
+    if cfg["data_mode"] not in DATA_MODES:
         raise ConfigError(f"data_mode must be auto, memory or stream, got {cfg['data_mode']!r} (--data-mode).")
     for key in ("every", "knn_bank", "knn_queries", "knn_k"):
         int_at_least(f"log.{key}", cfg["log"][key], flag=f"--set log.{key}=N")

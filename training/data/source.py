@@ -69,9 +69,7 @@ def _sizes(files: FileList, count: int = 16) -> set[tuple[int, int]]:
 
 def choose_mode(cfg: dict[str, Any]) -> tuple[str, FileList | None, ImageSet | None]:
     """(mode, the file list when streaming, the decoded split when in memory) for the config's data."""
-    mode, data = cfg["data_mode"], str(cfg["data"])
-    if mode not in DATA_MODES:
-        raise DataConfigError(f"--data-mode must be one of {list(DATA_MODES)}, got {mode!r}.")
+    mode, data = cfg["data_mode"], str(cfg["data"])  # a mode in DATA_MODES (training.config.validate)
     binary = _is_binary(data)
     if mode == "stream" and binary:
         raise DataConfigError(f"{data} is a binary data set, read into memory only; use --data-mode memory or auto, "
