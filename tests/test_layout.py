@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
      "sslzoo.atomic"),
     ("sslzoo.registry",),
     ("sslzoo.files", "sslzoo.vit", "sslzoo.card", "sslzoo.runlog", "sslzoo.download", "sslzoo.pins",
-     "sslzoo.timm_compat"),
+     "sslzoo.timm_compat", "sslzoo.pretrained_cfg"),
     ("sslzoo.release_files",),
     ("sslzoo.hub",),
     ("sslzoo.hub_folder",),

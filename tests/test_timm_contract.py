@@ -46,6 +46,14 @@ def test_every_sslzoo_name_and_tag_is_in_timms_registry(shipped_zoo) -> None:
     assert timm.get_pretrained_cfg(ZOO).to_dict()["license"] == ours.pretrained_cfg["license"]
 
 
+@pytest.mark.parametrize("first", ["sslzoo.vit", "sslzoo.pretrained_cfg", "sslzoo.files", "sslzoo.models"])
+def test_the_registration_works_whichever_sslzoo_module_imports_timm_first(first: str) -> None:
+    """The hook runs when timm's import ends, maybe inside a half-initialised sslzoo module: it must not need one."""
+    probe = f"import {first}, timm; print(timm.is_model('aps_vit_micro_patch8_32'))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr[-2000:]
+
+
 def test_the_registration_waits_for_timm_and_keeps_import_sslzoo_torch_free() -> None:
     probe = ("import sys, sslzoo; assert 'torch' not in sys.modules and 'timm' not in sys.modules;"
              "import timm; print(timm.is_model('adclr_vit_micro_patch8_32'))")

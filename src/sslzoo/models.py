@@ -12,50 +12,16 @@ from typing import Any, Optional, Union
 
 import timm
 import torch
-from timm.models import PretrainedCfg
 from timm.models.vision_transformer import VisionTransformer
 
 from . import registry
 from .errors import UnknownModelError, WeightsNotFoundError
 from .hub_folder import HubFolder, open_given
+from .pretrained_cfg import pretrained_cfg_for
 from .timm_compat import adapt_input_channels, apply_overlay, split_kwargs, wrap_features
 from .validation import InvalidOptionError
 from .vit import build_vit, load_weights, timm_architecture
 from .weights import load_registered_weights
-
-
-def _pretrained_cfg(
-    *,
-    timm_arch: str,
-    img_size: int,
-    num_classes: int,
-    weights: Optional[registry.Weights],
-    resolution: registry.Resolution,
-    method: registry.Method,
-) -> dict[str, Any]:
-    w = weights
-    cfg = PretrainedCfg(
-        architecture=timm_arch,
-        tag=w.tag if w else None,
-        input_size=(3, img_size, img_size),
-        fixed_input_size=True,
-        interpolation=w.interpolation if w else "bicubic",
-        crop_pct=(w.crop_pct if w and w.crop_pct is not None else resolution.crop_pct),
-        mean=(w.mean if w and w.mean else resolution.mean),
-        std=(w.std if w and w.std else resolution.std),
-        num_classes=num_classes,
-        first_conv="patch_embed.proj",
-        classifier="head",
-        hf_hub_id=w.hf_hub_id if w else None,
-        hf_hub_filename=w.hf_filename if w else None,
-        url=w.url if w else None,
-        license=w.licence if w else None,
-        description=w.description if w else None,
-        origin_url=method.code,
-        paper_name=method.title,
-        paper_ids=f"arXiv:{method.arxiv}",
-    )
-    return cfg.to_dict()
 
 
 def _attach(model: VisionTransformer, pretrained_cfg: dict[str, Any], sslzoo_cfg: dict[str, Any]) -> VisionTransformer:
@@ -81,14 +47,14 @@ def _create_registered(
         sd = adapt_input_channels(loaded.state_dict, model.patch_embed.proj.in_channels)
         load_weights(model, sd, source=str(loaded.path))
         sha = loaded.sha256
-    pcfg = _pretrained_cfg(
+    pcfg = pretrained_cfg_for(
         timm_arch=timm_architecture(model_args),
         img_size=int(model_args["img_size"]),
         num_classes=model.num_classes,
         weights=weights if pretrained else None,
         resolution=arch.resolution,
         method=arch.method,
-    )
+    ).to_dict()
     sslzoo_cfg = dict(
         name=resolved.full_name if pretrained else arch.name,
         architecture=arch.name,

@@ -22,22 +22,17 @@ _registered = False
 
 
 def _pretrained_cfg(arch: Any, weights: Any) -> Any:
-    from timm.models import PretrainedCfg
+    from dataclasses import replace
 
-    r = arch.resolution
-    w = weights
-    return PretrainedCfg(
-        input_size=(3, r.img_size, r.img_size), fixed_input_size=True, num_classes=0,
-        interpolation=w.interpolation if w else "bicubic",
-        crop_pct=w.crop_pct if w and w.crop_pct is not None else r.crop_pct,
-        mean=tuple(w.mean) if w and w.mean else r.mean, std=tuple(w.std) if w and w.std else r.std,
-        first_conv="patch_embed.proj", classifier="head",
-        hf_hub_id=w.hf_hub_id if w else None, url=w.url if w else None,
+    from .pretrained_cfg import pretrained_cfg_for
+
+    # the architecture and tag fields are timm's register_model's to fill in
+    cfg = pretrained_cfg_for(timm_arch=arch.name, img_size=arch.resolution.img_size,
+                             num_classes=0, weights=weights, resolution=arch.resolution, method=arch.method)
+    if weights is not None and not (weights.hf_hub_id or weights.url):
         # timm lists a tag as pretrained when it has a source; sslzoo resolves the files itself (shipped, hub dirs)
-        file=f"sslzoo:{arch.name}.{w.tag}" if w and not (w.hf_hub_id or w.url) else None,
-        license=w.licence if w else None, description=w.description if w else None,
-        origin_url=arch.method.code, paper_name=arch.method.title, paper_ids=f"arXiv:{arch.method.arxiv}",
-    )
+        cfg = replace(cfg, file=f"sslzoo:{arch.name}.{weights.tag}")
+    return cfg
 
 
 def _entrypoint(arch_name: str) -> Callable[..., Any]:
