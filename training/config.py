@@ -17,9 +17,11 @@ from typing import Any
 
 import yaml
 
+from sslzoo.cpu_allocator import ALLOCATOR_MODES
 from sslzoo.errors import SslzooError
 from sslzoo.runlog import AMP_MODES
 from sslzoo.validation import int_at_least, positive
+
 from .data import DATA_MODES
 from .methods import METHODS
 
@@ -45,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "accum_steps": 1,  # micro-batches per optimizer step (gradient accumulation)
     "grad_checkpointing": False,  # activation checkpointing of the student's blocks
     "compile": False,  # torch.compile the transformer blocks
+    "cpu_allocator": "retain",  # retain | system: keep freed memory in the process on CPU (sslzoo.cpu_allocator)
     "device": None,  # cpu | cuda | None (cuda when available)
     "amp": "bf16",  # bf16 | fp16 | auto | none; CUDA only, CPU runs are fp32 (sslzoo.runlog.amp_dtype)
     "optim": {
@@ -176,6 +179,9 @@ def parser(prog: str = "python -m training.pretrain") -> argparse.ArgumentParser
     p.add_argument("--grad-checkpointing", action="store_true", help="activation checkpointing of the ViT blocks")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the transformer blocks (--no-compile: off, the default)")
+    p.add_argument("--cpu-allocator", choices=list(ALLOCATOR_MODES),
+                   help="retain (default): keep freed memory in the process on CPU, so steps do not page-fault their "
+                        "activations in again (glibc; bit-identical results); system: the C library's default")
     p.add_argument("--keep", type=int, help="keep the last N checkpoints (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -205,6 +211,8 @@ def validate(cfg: dict[str, Any]) -> None:
     int_at_least("keep", cfg["keep"], flag="--keep")
     if cfg["data_mode"] not in DATA_MODES:
         raise ConfigError(f"data_mode must be auto, memory or stream, got {cfg['data_mode']!r} (--data-mode).")
+    if cfg["cpu_allocator"] not in ALLOCATOR_MODES:
+        raise ConfigError(f"cpu_allocator must be retain or system, got {cfg['cpu_allocator']!r} (--cpu-allocator).")
     for key in ("every", "knn_bank", "knn_queries", "knn_k"):
         int_at_least(f"log.{key}", cfg["log"][key], flag=f"--set log.{key}=N")
     for key in ("knn_every_epochs", "knn_every_steps"):
@@ -230,7 +238,8 @@ def resolve(argv: list[str] | None = None, *, prog: str = "python -m training.pr
              "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "output": args.output,
              "resume": args.resume, "ckpt_every": args.ckpt_every, "device": args.device,
              "train_limit": args.train_limit, "data_mode": args.data_mode, "workers": args.workers,
-             "accum_steps": args.accum_steps, "compile": args.compile, "keep": args.keep}
+             "accum_steps": args.accum_steps, "compile": args.compile, "keep": args.keep,
+             "cpu_allocator": args.cpu_allocator}
     cfg.update({k: v for k, v in flags.items() if v is not None})
     if args.epochs is not None:
         cfg["steps"] = None

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import yaml
 
+from sslzoo.cpu_allocator import retain_freed_memory
 from sslzoo.errors import SslzooError
 from sslzoo.notices import show_notices
 from sslzoo.runlog import CsvLog, amp_dtype
@@ -82,6 +83,8 @@ def _monitor(cfg: dict[str, Any], source, image_size: int, workers: int) -> KnnM
 def build(cfg: dict[str, Any], env: distributed.DistEnv) -> Trainer:
     """Data, method, optimizer and monitor for a resolved config (fresh weights; see :func:`restore`)."""
     torch.manual_seed(cfg["seed"])
+    if env.device.type == "cpu" and cfg["cpu_allocator"] == "retain":
+        retain_freed_memory()  # before the data are decoded, and inherited by the workers forked later
     mode, files, data = choose_mode(cfg)
     num_images = len(data) if data is not None else len(files)
     batches = ShardedBatches(num_images, cfg["batch_size"], seed=cfg["seed"], rank=env.rank,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,17 @@ def test_cli_reports_missing_data(tmp_path: Path, capsys: pytest.CaptureFixture)
                           "--output", str(tmp_path / "run"), "--device", "cpu"])
     assert code == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_retained_cpu_allocator_changes_no_value(small_cifar, tmp_path: Path) -> None:
+    # each run in its own process: the allocator setting is process-wide and this one may already hold it
+    logs = {}
+    for mode in ("system", "retain"):
+        out = tmp_path / mode
+        argv = tiny_argv("mocov3", small_cifar, out, extra=["--cpu-allocator", mode])
+        subprocess.run([sys.executable, "-m", "training.pretrain", *argv], check=True, capture_output=True,
+                       cwd=Path(__file__).resolve().parents[2])
+        logs[mode] = [row["loss"] for row in read_log(out)]
+    assert len(logs["retain"]) == 3 and logs["retain"] == logs["system"]  # the logged losses, digit for digit
+    with pytest.raises(ConfigError, match="cpu_allocator must be retain or system"):
+        resolve(["--method", "mocov3", "--set", "cpu_allocator=jemalloc"])
