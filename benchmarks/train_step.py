@@ -73,8 +73,10 @@ def matmul_rate(size: int = _SQUARE, reps: int = 5, *, warm: int = 2) -> float:
     return 2 * size**3 / min(times)
 
 
-def minor_faults() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+def faults_and_kernel_time() -> tuple[int, float]:
+    """Minor page faults and kernel CPU seconds of this process so far (what unmapped memory costs shows in both)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_minflt, usage.ru_stime
 
 
 def measure(method: str, args: argparse.Namespace, extra: tuple[str, ...] = ()) -> dict:
@@ -111,13 +113,15 @@ def measure(method: str, args: argparse.Namespace, extra: tuple[str, ...] = ()) 
         loop.train_iteration(tr, next(batches))
     tr.iteration += 1
     flops = counter.get_total_flops()
-    totals, rates, faults = [], [], []
+    totals, rates, faults, kernel = [], [], [], []
     for _ in range(args.reps):
-        before = minor_faults()
+        faults_before, kernel_before = faults_and_kernel_time()
         start = time.perf_counter()
         loop.train_iteration(tr, next(batches))  # the input pipeline included, as in training
         totals.append(time.perf_counter() - start)
-        faults.append(minor_faults() - before)
+        faults_after, kernel_after = faults_and_kernel_time()
+        faults.append(faults_after - faults_before)
+        kernel.append(kernel_after - kernel_before)
         tr.iteration += 1
         rates.append(matmul_rate(reps=2, warm=0))  # the reference next to this iteration, best of two
     total, views = statistics.median(totals), statistics.median(pipeline)
@@ -128,6 +132,7 @@ def measure(method: str, args: argparse.Namespace, extra: tuple[str, ...] = ()) 
             "matmul_fractions": [flops / t / r for t, r in zip(totals, rates)],
             "matmul_fraction": statistics.median(flops / t / r for t, r in zip(totals, rates)),
             "minor_faults_per_iteration": statistics.median(faults),
+            "kernel_cpu_s_per_iteration": statistics.median(kernel),
             "iteration_s": totals, "views_s": pipeline, "adjacent_matmul_gflop_per_s": [r / 1e9 for r in rates]}
 
 
@@ -146,28 +151,30 @@ def measure_arch(arch: str, args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def in_fresh_process(arch: str, allocator: str, argv: list[str], *, only: str | None = None) -> list[dict]:
+def in_fresh_process(arch: str, allocator: str, argv: list[str], *, only: str | None = None, reps: int = 0
+                     ) -> list[dict]:
     """:func:`measure_arch` in a new Python process (the allocator setting cannot be undone in this one); ``only``:
-    that one method, not compiled."""
+    that one method, not compiled, ``reps`` timed iterations."""
     cmd = [sys.executable, __file__, *argv, "--worker", arch, "--cpu-allocator", allocator]
     if only:
-        cmd += ["--methods", only, "--compile"]
+        cmd += ["--methods", only, "--compile", "--reps", str(reps)]
     done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def before_after(arch: str, argv: list[str]) -> dict:
+def before_after(arch: str, argv: list[str], reps: int) -> dict:
     """The MoCo v3 step with glibc's default allocator and with the retained one, in four processes run in the order
     system, retain, retain, system (drift that is linear in time cancels); per-iteration ratios pooled per side."""
     runs = {"system": [], "retain": []}
     for allocator in ("system", "retain", "retain", "system"):
-        runs[allocator] += in_fresh_process(arch, allocator, argv, only="mocov3")
+        runs[allocator] += in_fresh_process(arch, allocator, argv, only="mocov3", reps=reps)
     out = {}
     for allocator, rows in runs.items():
         out[allocator] = {
             "matmul_fraction": statistics.median(f for r in rows for f in r["matmul_fractions"]),
             "ms_per_step": statistics.median(r["ms_per_step"] for r in rows),
             "minor_faults_per_iteration": statistics.median(r["minor_faults_per_iteration"] for r in rows),
+            "kernel_cpu_s_per_iteration": statistics.median(r["kernel_cpu_s_per_iteration"] for r in rows),
             "processes": rows}
     return out
 
@@ -181,7 +188,9 @@ def checks_of(rows: list[dict], ab: dict[str, dict], archs: list[str]) -> dict:
         check = {"pipeline_over_fastest_method": min(r["pipeline_images_per_s"] for r in by.values()) / fastest,
                  "mocov3_matmul_fraction_before": before["matmul_fraction"],
                  "mocov3_matmul_fraction_after": after["matmul_fraction"],
-                 "mocov3_step_speedup_of_retained_allocator": before["ms_per_step"] / after["ms_per_step"]}
+                 "mocov3_step_speedup_of_retained_allocator": before["ms_per_step"] / after["ms_per_step"],
+                 "mocov3_kernel_cpu_s_per_iteration_before_after": [before["kernel_cpu_s_per_iteration"],
+                                                                     after["kernel_cpu_s_per_iteration"]]}
         if "aps" in by:
             check["aps_step_ratio"] = by["aps"]["step_ratio_to_mocov3"]
         if "mocov3 --compile" in by:
@@ -203,6 +212,7 @@ def main() -> None:
     p.add_argument("--pipeline-reps", type=int, default=5)
     p.add_argument("--methods", nargs="*", default=list(METHODS))
     p.add_argument("--compile", nargs="*", default=["mocov3"], help="methods also measured with --compile")
+    p.add_argument("--ab-reps", type=int, default=5, help="timed iterations per before/after process")
     p.add_argument("--quick", action="store_true", help="one timed iteration per method")
     p.add_argument("--worker", metavar="ARCH", help=argparse.SUPPRESS)  # one architecture, rows as JSON on stdout
     p.add_argument("--cpu-allocator", default="retain", help=argparse.SUPPRESS)
@@ -217,7 +227,7 @@ def main() -> None:
     rows, ab = [], {}
     for arch in args.archs:
         rows += in_fresh_process(arch, "retain", forwarded)
-        ab[arch] = before_after(arch, forwarded)
+        ab[arch] = before_after(arch, forwarded, args.ab_reps)
         rates.append(matmul_rate())
     # the run's peak, for comparison with results measured against it: the machine's rate drifts (100-416 GFLOP/s)
     every = rows + [r for a in ab.values() for side in a.values() for r in side["processes"]]
@@ -236,7 +246,8 @@ def main() -> None:
     for arch in args.archs:
         for allocator, side in ab[arch].items():
             print(f"{arch:20s} MoCo v3 step, {allocator:6s} allocator (4 processes, ABBA): {side['ms_per_step']:8.1f} "
-                  f"ms/step, x matmul {side['matmul_fraction']:.3f}, {side['minor_faults_per_iteration']:.0f} faults")
+                  f"ms/step, x matmul {side['matmul_fraction']:.3f}, {side['minor_faults_per_iteration']:.0f} faults, "
+                  f"{side['kernel_cpu_s_per_iteration']:.3f} s in the kernel per iteration")
     checks = checks_of(rows, ab, args.archs)
     print(json.dumps(checks, indent=2))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -273,15 +273,18 @@ def test_bad_inputs_give_clear_errors(workspace, tmp_path):
     assert not any((tmp_path / o).exists() for o in ("o1", "o2", "o3"))
 
 
-def test_command_line_entry_runs_a_quick_fine_tune(workspace, tmp_path, capsys):
+def test_command_line_entry_runs_a_quick_fine_tune(workspace, tmp_path, capsys, monkeypatch):
+    retained = []  # the command owns its process and keeps freed memory on the CPU (sslzoo.cpu_allocator)
+    monkeypatch.setattr(finetune_cli, "retain_freed_memory", lambda: retained.append(True))
     parser = finetune_cli.add_finetune_arguments(argparse.ArgumentParser())
     out = tmp_path / "cli"
     args = parser.parse_args([
         "--model", workspace["backbone"], "--data", str(workspace["data"]), "--output", str(out),
         "--recipe", "aps-cifar", "--epochs", "1", "--batch-size", "8", "--max-steps-per-epoch", "2",
-        "--limit-test", "8", "--num-workers", "0", "--no-progress",
+        "--limit-test", "8", "--num-workers", "0", "--no-progress", "--device", "cpu",
     ])
     assert finetune_cli.run_from_args(args) == 0
+    assert retained == [True]
     results = json.loads((out / "results.json").read_text())
     assert (results["steps_per_epoch"], results["test_images"], results["recipe"]) == (2, 8, "aps-cifar")
     assert results["recipe_config"]["normalize"] == "imagenet"

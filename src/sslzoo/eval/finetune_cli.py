@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
+from ..cpu_allocator import retain_freed_memory
 from .finetune_recipes import FINETUNE_RECIPES, NORMALIZATIONS, TRAIN_CROPS
 
 # recipe fields that have a flag: name -> (type, help)
@@ -73,8 +74,11 @@ def finetune_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run ``sslzoo finetune`` from flags parsed by a parser set up with :func:`add_finetune_arguments`."""
+    from ..runlog import resolve_device
     from .finetune import finetune
 
+    if resolve_device(args.device).type == "cpu":
+        retain_freed_memory()  # the command owns its process: each step's activations stay mapped (cpu_allocator)
     results = finetune(args.model, args.data, **finetune_kwargs_from_args(args))
     print(
         f"{results['protocol']} on {results['data']}: best top-1 {results['best_top1']:.2f} (epoch"
