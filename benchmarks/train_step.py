@@ -57,10 +57,7 @@ METHODS = ("mocov3", "aps", "patchmix", "ccrop", "dino", "adclr")
 ARCHS = {"vit_micro_patch8_32": 256, "vit_tiny_patch4_32": 64, "vit_tiny_patch2_32": 32}
 
 
-_SQUARE = 2048
-
-
-def matmul_rate(size: int = _SQUARE, reps: int = 5, *, warm: int = 2) -> float:
+def matmul_rate(size: int = 2048, reps: int = 5, *, warm: int = 2) -> float:
     """fp32 FLOP/s of one square matmul, the best case of this machine's BLAS (the fastest of ``reps``)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     for _ in range(warm):
@@ -125,12 +122,12 @@ def measure(method: str, args: argparse.Namespace, extra: tuple[str, ...] = ()) 
         tr.iteration += 1
         rates.append(matmul_rate(reps=2, warm=0))  # the reference next to this iteration, best of two
     total, views = statistics.median(totals), statistics.median(pipeline)
+    fractions = [flops / t / r for t, r in zip(totals, rates)]
     return {"method": method, "arch": args.arch, "cpu_allocator": args.cpu_allocator, "substeps": substeps,
             "ms_per_step": 1000 * (total - views) / substeps,
             "iteration_images_per_s": args.batch_size / total, "pipeline_images_per_s": args.batch_size / views,
             "gflop_per_iteration": flops / 1e9, "gflop_per_s": flops / total / 1e9,
-            "matmul_fractions": [flops / t / r for t, r in zip(totals, rates)],
-            "matmul_fraction": statistics.median(flops / t / r for t, r in zip(totals, rates)),
+            "matmul_fractions": fractions, "matmul_fraction": statistics.median(fractions),
             "minor_faults_per_iteration": statistics.median(faults),
             "kernel_cpu_s_per_iteration": statistics.median(kernel),
             "iteration_s": totals, "views_s": pipeline, "adjacent_matmul_gflop_per_s": [r / 1e9 for r in rates]}
@@ -143,7 +140,7 @@ def measure_arch(arch: str, args: argparse.Namespace) -> list[dict]:
     # pool warm-up outlast one warm-up iteration): one run per architecture is discarded
     measure(args.methods[0], argparse.Namespace(**dict(vars(ns), reps=1, pipeline_reps=1)))
     rows = [measure(m, ns) for m in args.methods]
-    if args.compile and args.cpu_allocator == "retain":
+    if args.compile:
         rows += [dict(measure(m, ns, ("--compile",)), method=f"{m} --compile") for m in args.compile]
     base = next(r for r in rows if r["method"] == "mocov3")["ms_per_step"]
     for r in rows:

@@ -21,7 +21,6 @@ from sslzoo.cpu_allocator import ALLOCATOR_MODES
 from sslzoo.errors import SslzooError
 from sslzoo.runlog import AMP_MODES
 from sslzoo.validation import int_at_least, positive
-
 from .data import DATA_MODES
 from .methods import METHODS
 

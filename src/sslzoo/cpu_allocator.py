@@ -15,7 +15,6 @@ Other C libraries (macOS, musl) have no ``mallopt`` with these parameters; there
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import platform
 
@@ -36,9 +35,8 @@ def glibc() -> ctypes.CDLL | None:
     """The process's glibc, or None on another C library."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
-    name = ctypes.util.find_library("c") or "libc.so.6"
     try:
-        return ctypes.CDLL(name)
+        return ctypes.CDLL("libc.so.6")  # glibc's soname on every Linux architecture it supports
     except OSError:
         return None
 
