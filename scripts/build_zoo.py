@@ -202,18 +202,24 @@ def _card(method: str, entry: dict[str, Any], run_cfg: dict[str, Any], env: dict
     }
 
 
-def _plot_curves(curves: dict[str, list[tuple[float, float]]], path: Path) -> None:
+def _plot_curves(runs: dict[str, dict[str, Any]], path: Path) -> None:
+    """The online kNN curve of every run the index records (``weights_run.knn_curve``), one line per method."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-    for method, points in curves.items():
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=method)
+    for method, run in runs.items():
+        points = run["knn_curve"]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3,
+                label=f"{method} ({run['epochs']:g} epochs)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("online kNN@20 top-1 (%)")
-    ax.set_title("CIFAR-10 zoo runs: micro ViT/8, batch 256\n(monitor: 5,000-image bank, 2,000 test images)",
+    monitors = {(r["knn_monitor"]["bank"], r["knn_monitor"]["queries"]) for r in runs.values()}
+    monitor = "; ".join(f"{b:,}-image bank, {q:,} test images" for b, q in sorted(monitors))
+    batches = sorted({r["batch_size"] for r in runs.values()})
+    ax.set_title(f"CIFAR-10 zoo runs: micro ViT/8, batch {', '.join(map(str, batches))}\n(monitor: {monitor})",
                  fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -270,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     entries = {e["architecture"]: e for e in registry.zoo_entries(index_path)}
     pixels = _cached(cache, "pixels", lambda: _pixels(args.data))
     cache_path.write_text(json.dumps(cache, indent=1))
-    curves, loaded_runs = {}, {}
+    loaded_runs = {}
     for method in args.methods:
         run = args.runs / method
         arch = _architecture(method)
@@ -321,13 +327,15 @@ def main(argv: list[str] | None = None) -> int:
                 "median_images_per_s": round(_median_images_per_s(run), 1),
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "git_revision": env.get("git_revision"), "torch": env.get("torch"),
+                # kept in the index so the curve plot can be redrawn when this run folder is gone
+                "knn_curve": [[round(e, 3), round(v, 2)] for e, v in _knn_curve(run)],
+                "knn_monitor": {"bank": cfg["log"]["knn_bank"], "queries": cfg["log"]["knn_queries"]},
             },
             "references": {"random_init": {"knn": random["knn"], "linear": random["linear"]},
                            "raw_pixels": {"knn": pixels["knn"], "linear": pixels["linear"]}},
             "regression": {"data": "sample", "protocol": "knn:dino", "k": 20, "top1": m["sample_knn20"],
                            "tolerance": 1.0},
         }
-        curves[method] = _knn_curve(run)
         loaded_runs[method] = (cfg, env, ckpt, m, random)
     ordered = [entries[_architecture(mm)] for mm in METHOD_ORDER if _architecture(mm) in entries]
     ordered += [e for a, e in sorted(entries.items()) if e not in ordered]
@@ -346,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         text = render_card(name, card)
         files.write_text_atomic(CARDS / f"{name}.md", text)
         files.write_text_atomic(hub.SHIPPED_HUB / name / hub.CARD_NAME, text)
+    curves = {e["architecture"].split("_vit_")[0]: e["weights_run"] for e in ordered if "knn_curve" in e["weights_run"]}
     if curves:
         _plot_curves(curves, CARDS / "knn_vs_epoch.png")
     # The registry reads index.json at import: reload it so that the pictures load the new entries by name.

@@ -99,3 +99,15 @@ def test_views_sentence_claims_a_pure_method_comparison_only_for_one_shared_base
     assert "base views (`views.base: mocov3_cifar`)" in shared and "nothing else" in shared
     for runs in ([{"views_base": None}] * 6, [{"views_base": "mocov3_cifar"}, {"views_base": "aps_cifar"}], [{}]):
         assert "its own paper's training views" in published.views_sentence(runs)
+
+
+def test_views_sentence_says_when_budgets_differ_and_claims_equal_epochs_only_when_they_are() -> None:
+    same = published.views_sentence([{"views_base": "mocov3_cifar", "epochs": 16, "method": m} for m in METHODS])
+    assert "batch, epochs and base views" in same and "budgets differ" not in same
+    runs = [{"views_base": "mocov3_cifar", "epochs": 16.0, "method": m} for m in ("mocov3", "aps", "adclr")]
+    runs.append({"views_base": "mocov3_cifar", "epochs": 47.998, "method": "dino"})
+    mixed = published.views_sentence(runs)
+    assert "batch, epochs" not in mixed and "16 epochs (adclr, aps, mocov3); 48 epochs (dino)" in mixed
+    assert "DINO family learns more slowly" in mixed
+    runs[-1]["method"] = "mocov3"  # a longer run outside the DINO family gets no DINO explanation
+    assert "DINO family" not in published.views_sentence(runs)
