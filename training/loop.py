@@ -190,13 +190,16 @@ def fit(tr: Trainer, *, stop_at: int | None = None) -> Trainer:
     tr.method.train()
     ipe = tr.batches.iters_per_epoch
     stopped = False
+    mark = time.perf_counter()
     while tr.iteration < tr.total_iters and not stopped:
         epoch, start = divmod(tr.iteration, ipe)
         for batch in tr.source.epoch_batches(epoch, start):
             started = time.perf_counter()
             terms = train_iteration(tr, batch)
             tr.iteration += 1
-            tr.elapsed += time.perf_counter() - started
+            now = time.perf_counter()
+            tr.elapsed += now - started
+            tr.wall_clock, mark = tr.wall_clock + now - mark, now  # the checkpoint below records both
             window.add(terms, cfg["batch_size"])
             if bar is not None:
                 bar.update(1)
