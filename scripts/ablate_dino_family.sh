@@ -9,7 +9,7 @@ OUT=${2:?usage: $0 CIFAR10_JPG_DIR OUT_DIR}
 common=(--recipe dino --profile zoo --arch dino_vit_micro_patch8_32 --data "$DATA" --epochs 4 --seed 0 --no-progress
         --resume auto)
 adclr=(--method adclr "${common[@]}" --set framework.local_crops_number=0 --set method_args.size=16)
-run() { local name=$1; shift; echo "== $name $(date +%T)"; python -m training.pretrain "$@" --output "$OUT/$name" \
+run() { local name=$1; shift; echo "== $name $(date +%T)"; sslzoo pretrain "$@" --output "$OUT/$name" \
         > "$OUT/$name.out" 2>&1; echo "   rc=$? $(date +%T)"; }
 mkdir -p "$OUT"
 run adclr_w1 "${adclr[@]}" --set method_args.weight=1.0

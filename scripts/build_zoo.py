@@ -2,7 +2,7 @@
 
     python scripts/build_zoo.py --runs RUNS_DIR --data CIFAR10_ROOT [--methods aps dino ...]
 
-``RUNS_DIR/<method>`` are run folders of ``python -m training.pretrain --method <method> --profile zoo``. For each:
+``RUNS_DIR/<method>`` are run folders of ``sslzoo pretrain --method <method> --profile zoo``. For each:
 
 1. ``training.publish`` writes the backbone into ``src/sslzoo/zoo/<arch>.cifar10/`` (the full checkpoint with heads
    stays in the run folder: the repository ships backbones only, a few MB each);
@@ -40,7 +40,7 @@ from sslzoo.eval.linear import linear_probe  # noqa: E402
 from sslzoo.eval.protocols import LoadedModel, knn_eval, linear_eval, load_for_eval  # noqa: E402
 from sslzoo.models import create_model  # noqa: E402
 from sslzoo.published import DATASET, KS, TAG, views_sentence, zoo_table  # noqa: E402
-from training.publish import card_fields, publish, read_run  # noqa: E402
+from training.publish import card_fields, publish, read_log, read_run  # noqa: E402
 
 METHOD_ORDER = ("mocov3", "aps", "patchmix", "ccrop", "dino", "adclr")
 BASELINE = {"aps": "mocov3", "patchmix": "mocov3", "ccrop": "mocov3", "adclr": "dino"}
@@ -160,12 +160,13 @@ def _against_pixels(m: dict[str, Any], pixels: dict[str, Any]) -> str:
 
 
 def _card(method: str, entry: dict[str, Any], run_cfg: dict[str, Any], env: dict[str, Any], ckpt: dict[str, Any],
-          m: dict[str, Any], random: dict[str, Any], pixels: dict[str, Any], baseline) -> dict[str, Any]:
+          log: list[dict[str, str]], m: dict[str, Any], random: dict[str, Any], pixels: dict[str, Any],
+          baseline) -> dict[str, Any]:
     arch = registry.ARCHITECTURES[entry["architecture"]]
     name = f"{entry['architecture']}.{TAG}"
     run = entry["weights_run"]
     shown = dict(run_cfg, data=f"{DATASET} train split")  # not the path on the machine that trained it
-    provenance = card_fields(shown, env, ckpt, int(ckpt["iters_per_epoch"]))
+    provenance = card_fields(shown, env, ckpt, log)
     compute = (f"Forward pass: {run['forward_gflops']:.4f} GFLOPs per 32 px image. One training iteration (batch"
                f" {run_cfg['batch_size']}, views, forward and backward of every sub-step): {run['iteration_gflops']:.1f}"
                f" GFLOPs; the whole run: {run['total_pflops'] * 1000:.1f} TFLOPs in {run['wall_clock_s'] / 60:.1f} minutes"
@@ -283,7 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         name = f"{arch}.{TAG}"
         folder = hub.SHIPPED_HUB / name
         cfg, env, ckpt = read_run(run)
-        ckpt = {k: ckpt[k] for k in ("iteration", "elapsed", "iters_per_epoch", "world_size")}
+        ckpt = {k: ckpt[k] for k in ("iteration", "elapsed", "iters_per_epoch", "world_size", "global_batch",
+                                     "num_images", "replaced_images", "wall_clock") if k in ckpt}
+        if "num_images" not in ckpt:  # a run from before checkpoints recorded it: the split its config names
+            ckpt["num_images"] = min(len(decoded_split(args.data, "train")), cfg.get("train_limit") or 1 << 62)
         publish(run, folder, name=name, full=False)
         sha = files.sha256_file(folder / hub.WEIGHTS_NAME)
         model = create_model(f"local-dir:{folder}")  # the folder's own config: the run's normalisation
@@ -336,20 +340,20 @@ def main(argv: list[str] | None = None) -> int:
             "regression": {"data": "sample", "protocol": "knn:dino", "k": 20, "top1": m["sample_knn20"],
                            "tolerance": 1.0},
         }
-        loaded_runs[method] = (cfg, env, ckpt, m, random)
+        loaded_runs[method] = (cfg, env, ckpt, read_log(run, ckpt["iteration"]), m, random)
     ordered = [entries[_architecture(mm)] for mm in METHOD_ORDER if _architecture(mm) in entries]
     ordered += [e for a, e in sorted(entries.items()) if e not in ordered]
     index = {"format": 1, "dataset": DATASET, "models": ordered}
     files.write_text_atomic(index_path, json.dumps(index, indent=2) + "\n")
 
     CARDS.mkdir(exist_ok=True)
-    for method, (cfg, env, ckpt, m, random) in loaded_runs.items():
+    for method, (cfg, env, ckpt, log, m, random) in loaded_runs.items():
         entry = entries[_architecture(method)]
         base = BASELINE.get(method)
         base_entry = entries.get(_architecture(base)) if base else None
         base_key = f"{base}:{base_entry['weights']['sha256']}" if base_entry else None
         baseline = (base, cache[base_key]) if base_key in cache else None
-        card = _card(method, entry, cfg, env, ckpt, m, random, pixels, baseline)
+        card = _card(method, entry, cfg, env, ckpt, log, m, random, pixels, baseline)
         name = f"{entry['architecture']}.{TAG}"
         text = render_card(name, card)
         files.write_text_atomic(CARDS / f"{name}.md", text)

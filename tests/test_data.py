@@ -244,6 +244,27 @@ def test_corrupt_image_is_named(tmp_path: Path) -> None:
         decoded_split(root, "train", cache_dir=tmp_path)
 
 
+def test_every_corrupt_image_is_named_in_one_pass_up_to_a_limit(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "ds", {"train/a": 30, "train/b": 3})
+    few = [root / "train" / "a" / "000.png", root / "train" / "b" / "002.png"]  # the first file too
+    for bad in few:
+        bad.write_bytes(bad.read_bytes()[:40])
+    with pytest.raises(data.UnreadableImagesError) as err:
+        decoded_split(root, "train", cache_dir=tmp_path)
+    message = str(err.value)
+    assert message.startswith("2 of 33 images cannot be read: ") and all(str(bad) in message for bad in few)
+    assert len(message.splitlines()) == 1 and [b[0] for b in err.value.bad] == [0, 32]
+    many = sorted((root / "train" / "a").glob("*.png"))[1:24]
+    for bad in many:
+        bad.write_bytes(b"not an image")
+    with pytest.raises(DatasetFormatError) as err:
+        decoded_split(root, "train", cache_dir=tmp_path)
+    message = str(err.value)
+    named = [bad for bad in [few[0], *many, few[1]] if str(bad) in message]
+    assert message.startswith("25 of 33 images cannot be read: ") and "; and 5 more." in message
+    assert len(named) == 20 and named == [few[0], *many][:20]
+
+
 def test_class_folders_that_differ_between_splits_are_named(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "ds", {"train/cat": 1, "train/dog": 1, "test/cat": 1, "test/emu": 1})
     for split in ("train", "test"):

@@ -225,7 +225,7 @@ def test_missing_weights_say_exactly_what_to_do():
     msg = str(e.value)
     assert "pretrained_file=" in msg
     assert "https://huggingface.co/visresearch/aps" in msg and "sslzoo convert --from aps" in msg
-    assert "python -m training.pretrain --method aps" in msg
+    assert "sslzoo pretrain --method aps" in msg
 
 
 def test_hf_hub_folder_from_cache(tmp_path):

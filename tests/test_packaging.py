@@ -33,3 +33,37 @@ def test_the_sub_commands_point_at_the_training_programs() -> None:
     for target in commands.values():
         module, func = target.split(":")
         assert callable(getattr(importlib.import_module(module), func))
+
+
+def test_the_wheel_and_the_sdist_carry_the_licence(tmp_path: Path) -> None:
+    """Built from a copy of the sources (no build/ or egg-info left in the checkout), in about two seconds."""
+    import shutil
+    import subprocess
+    import sys
+    import tarfile
+    import zipfile
+
+    build_meta = pytest.importorskip("setuptools.build_meta")
+    licence = (REPO / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence
+    assert "Copyright 2026 The sslzoo authors" in licence
+    project = _pyproject()["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    src = tmp_path / "src"
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        src.mkdir(exist_ok=True)
+        shutil.copy(REPO / name, src / name)
+    for name in ("src", "training"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    script = (f"from {build_meta.__name__} import build_sdist, build_wheel\n"
+              "built = build_wheel('dist'), build_sdist('dist')\n"
+              "print('BUILT', *built)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=src, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    wheel_name, sdist_name = done.stdout.split("BUILT ")[-1].split()
+    with zipfile.ZipFile(src / "dist" / wheel_name) as wheel:
+        assert wheel.read("sslzoo-0.1.0.dist-info/licenses/LICENSE").decode() == licence
+        metadata = wheel.read("sslzoo-0.1.0.dist-info/METADATA").decode().splitlines()
+    assert "License-Expression: Apache-2.0" in metadata and "License-File: LICENSE" in metadata
+    with tarfile.open(src / "dist" / sdist_name) as sdist:
+        assert sdist.extractfile("sslzoo-0.1.0/LICENSE").read().decode() == licence

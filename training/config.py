@@ -1,4 +1,4 @@
-"""Recipes (``training/recipes/*.yaml``) and the command line of ``python -m training.pretrain``.
+"""Recipes (``training/recipes/*.yaml``) and the command line of ``sslzoo pretrain``.
 
 Resolution order, later wins: :data:`DEFAULTS` -> the recipe -> the recipe's ``profiles.<name>`` (``--profile``) ->
 ``--set key.sub=value`` -> the named flags (``--arch``, ``--epochs`` ...). The resolved config is a plain nested dict,
@@ -149,7 +149,7 @@ def set_dotted(cfg: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = parse_yaml(raw)
 
 
-def parser(prog: str = "python -m training.pretrain") -> argparse.ArgumentParser:
+def parser(prog: str = "sslzoo pretrain") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog,
                                 description="Self-supervised pre-training of a ViT with a recipe and overrides.")
     p.add_argument("--recipe", help="recipe name in training/recipes or a YAML path (default: the method's recipe)")
@@ -218,9 +218,34 @@ def validate(cfg: dict[str, Any]) -> None:
         int_at_least(f"log.{key}", cfg["log"][key], 0, flag=f"--set log.{key}=N")
 
 
-def resolve(argv: list[str] | None = None, *, prog: str = "python -m training.pretrain") -> dict[str, Any]:
-    """The resolved config for a command line (``prog``: the program's name in its usage and errors)."""
-    args = parser(prog).parse_args(argv)
+_NOT_OVERRIDES = ("help", "recipe", "method", "profile", "set")
+
+
+def given_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The options a command line set beyond the method, recipe and profile, as ``--flag value`` strings with the
+    ``--set`` assignments last: what the model card lists as the run's overrides."""
+    out = []
+    for action in p._actions:  # noqa: SLF001 - argparse keeps its options only there
+        value = getattr(args, action.dest, None)
+        if action.dest in _NOT_OVERRIDES or value is None:
+            continue
+        if isinstance(value, bool):
+            if value == action.default:
+                continue
+            negative = [o for o in action.option_strings if o.startswith("--no-")]
+            out.append(action.option_strings[0] if value or not negative else negative[0])
+        else:
+            out.append(f"{action.option_strings[0]} {value}")
+    return out + [f"--set {assignment}" for assignment in args.set]
+
+
+def resolve(argv: list[str] | None = None, *, prog: str = "sslzoo pretrain") -> dict[str, Any]:
+    """The resolved config for a command line (``prog``: the program's name in its usage and errors).
+
+    ``overrides`` records the options given beyond the method, recipe and profile (see :func:`given_options`).
+    """
+    p = parser(prog)
+    args = p.parse_args(argv)
     recipe_name = args.recipe or args.method or "mocov3"
     recipe = load_recipe(recipe_name)
     cfg = deep_merge(DEFAULTS, recipe, strict=True)
@@ -255,5 +280,6 @@ def resolve(argv: list[str] | None = None, *, prog: str = "python -m training.pr
     if cfg["output"] is None:
         arch = cfg["arch"] if isinstance(cfg["arch"], str) else "custom"
         cfg["output"] = str(Path("runs") / f"{cfg['method']}-{arch}")
+    cfg["overrides"] = given_options(p, args)
     validate(cfg)
     return cfg

@@ -1,4 +1,5 @@
-"""The problems a recipe or a method setting can cause, shared by the views, frameworks and methods.
+"""The problems a recipe, a method setting or a training file can cause, shared by the data, views, frameworks and
+methods.
 
 Anything a user, a recipe or a file can cause is an :class:`sslzoo.errors.SslzooError` (the command line prints it
 as one line and exits 2); ``ValueError``/``TypeError`` alone mean misuse of the Python API. Both classes here are
@@ -8,6 +9,10 @@ also ``ValueError``s, so code that catches those keeps working.
 from __future__ import annotations
 
 from sslzoo.errors import SslzooError
+
+
+class UnreadableImageError(SslzooError, OSError):
+    """A training image file could not be decoded and ``--strict-data`` is set."""
 
 
 class MethodConfigError(SslzooError, ValueError):

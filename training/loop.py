@@ -19,6 +19,7 @@ from sslzoo.errors import SslzooError
 from sslzoo.runlog import CsvLog
 from . import distributed
 from .data import CropBatch, step_generator
+from .errors import UnreadableImageError
 from .methods import StepContext
 from .schedules import cosine, ema_momentum, set_lr_wd, warmup_cosine
 from .tensorboard_log import TensorBoardLog
@@ -33,10 +34,6 @@ _logger = logging.getLogger("training")
 
 class NonFiniteLossError(SslzooError, FloatingPointError):
     """The loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
-
-
-class UnreadableImageError(SslzooError, OSError):
-    """An image file could not be decoded and ``--strict-data`` is set."""
 
 
 def clip(tr: Trainer) -> None:
@@ -68,7 +65,7 @@ def micro_batches(inputs: dict[str, torch.Tensor], parts: int) -> list[dict[str,
 
 
 def check_replaced(tr: Trainer, batch: CropBatch) -> None:
-    """Log (or, with ``--strict-data``, refuse) the unreadable files a streamed batch replaced."""
+    """Log (or, with ``--strict-data``, refuse) the unreadable files a batch replaced (streamed or in memory)."""
     for bad in batch.replaced:
         if tr.cfg["strict_data"]:
             raise UnreadableImageError(f"cannot decode the training image {bad}; remove or replace the file, or "
@@ -190,13 +187,16 @@ def fit(tr: Trainer, *, stop_at: int | None = None) -> Trainer:
     tr.method.train()
     ipe = tr.batches.iters_per_epoch
     stopped = False
+    mark = time.perf_counter()
     while tr.iteration < tr.total_iters and not stopped:
         epoch, start = divmod(tr.iteration, ipe)
         for batch in tr.source.epoch_batches(epoch, start):
             started = time.perf_counter()
             terms = train_iteration(tr, batch)
             tr.iteration += 1
-            tr.elapsed += time.perf_counter() - started
+            now = time.perf_counter()
+            tr.elapsed += now - started
+            tr.wall_clock, mark = tr.wall_clock + now - mark, now  # the checkpoint below records both
             window.add(terms, cfg["batch_size"])
             if bar is not None:
                 bar.update(1)

@@ -1,4 +1,4 @@
-"""``python -m training.pretrain``: self-supervised pre-training of a ViT from a recipe.
+"""``sslzoo pretrain``: self-supervised pre-training of a ViT from a recipe.
 
 Runs on one CPU, one GPU, or many processes and nodes under ``torchrun`` (DDP; gloo on CPU, NCCL on CUDA) with the
 same global batch semantics. Input in memory or streamed by DataLoader workers (``training.data``, ``--data-mode``).
@@ -158,7 +158,7 @@ def train(cfg: dict[str, Any], *, stop_at: int | None = None) -> Trainer:
     return fit(tr, stop_at=stop_at)
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m training.pretrain") -> int:
+def main(argv: list[str] | None = None, prog: str = "sslzoo pretrain") -> int:
     """The program (also ``sslzoo pretrain``); returns its exit status: 0, 1 (the run failed) or 2 (user error)."""
     show_notices()
     show_notices("training", "training")

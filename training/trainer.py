@@ -33,7 +33,8 @@ class Trainer:
     run_dir: Path
     monitor: KnnMonitor | None
     iteration: int = 0
-    elapsed: float = 0.0
+    elapsed: float = 0.0  # seconds inside the iterations' views, forward, backward and steps
+    wall_clock: float = 0.0  # seconds of the training loop: the iterations, data waits, checkpoints, monitoring
     last_knn: float | None = None
     replaced_images: int = 0  # unreadable files met while streaming, each replaced by another sample
     log_sums: dict[str, float] = field(default_factory=dict)
@@ -57,8 +58,8 @@ def state(tr: Trainer) -> dict[str, Any]:
             "optimizer": tr.optimizer.state_dict(), "scaler": tr.scaler.state_dict(), "iteration": tr.iteration,
             "epoch": tr.iteration // tr.batches.iters_per_epoch,
             "iters_per_epoch": tr.batches.iters_per_epoch, "global_batch": tr.batches.global_batch,
-            "elapsed": tr.elapsed, "rng": rng_state(), "method_name": tr.cfg["method"],
-            "world_size": tr.env.world_size, "replaced_images": tr.replaced_images}
+            "elapsed": tr.elapsed, "wall_clock": tr.wall_clock, "rng": rng_state(), "method_name": tr.cfg["method"],
+            "world_size": tr.env.world_size, "replaced_images": tr.replaced_images, "num_images": len(tr.source)}
 
 
 def restore(tr: Trainer, path: Path) -> None:
@@ -79,6 +80,7 @@ def restore(tr: Trainer, path: Path) -> None:
     tr.optimizer.load_state_dict(ckpt["optimizer"])
     tr.scaler.load_state_dict(ckpt["scaler"])
     tr.iteration, tr.elapsed = int(ckpt["iteration"]), float(ckpt["elapsed"])
+    tr.wall_clock = float(ckpt.get("wall_clock", tr.elapsed))
     tr.replaced_images = int(ckpt.get("replaced_images", 0))
     set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in ckpt["rng"].items()})
 

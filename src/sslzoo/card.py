@@ -8,16 +8,18 @@ import yaml
 
 from . import registry
 
-CARD_KEYS = ("title", "description", "method", "datasets", "licence", "tags", "results", "sections")
+CARD_KEYS = ("title", "description", "method", "datasets", "licence", "pipeline_tag", "tags", "results", "sections")
+FEATURES = "image-feature-extraction"  # the pipeline of a backbone; a fine-tuned classifier says image-classification
 
 
 def _front_matter(card: dict[str, Any], name: str) -> dict[str, Any]:
     results = card.get("results") or []
-    tags = ["image-feature-extraction", "vision-transformer", "self-supervised", "sslzoo", "timm"]
+    pipeline = card.get("pipeline_tag") or FEATURES
+    tags = [pipeline, "vision-transformer", "self-supervised", "sslzoo", "timm"]
     tags += [t for t in [card.get("method")] + list(card.get("tags") or []) if t and t not in tags]
     meta: dict[str, Any] = {
         "library_name": "timm",
-        "pipeline_tag": "image-feature-extraction",
+        "pipeline_tag": pipeline,
         "license": card.get("licence") or "apache-2.0",
         "tags": tags,
     }
@@ -50,7 +52,7 @@ def render_card(name: str, card: Optional[dict[str, Any]] = None) -> str:
     Args:
         name: the model's sslzoo name (``aps_vit_tiny_patch2_32.cifar10``) or folder name.
         card: optional fields: ``title``, ``description``, ``method`` (a registry method name), ``datasets``,
-            ``licence``, ``tags``, ``results`` (dicts with dataset, protocol, value, metric, source) and ``sections``
+            ``licence``, ``pipeline_tag`` (default image-feature-extraction), ``tags``, ``results`` (dicts with dataset, protocol, value, metric, source) and ``sections``
             (``{heading: markdown}``, rendered in order).
     """
     card = dict(card or {})

@@ -25,8 +25,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Each entry point is ``main(argv, prog=...) -> exit status`` and parses its own arguments.
 COMMAND_GROUP = "sslzoo.commands"
 _COMMAND_HELP = {
-    "pretrain": "self-supervised pre-training from a recipe (python -m training.pretrain; see its --help)",
-    "publish": "turn a training run into a hub folder with a model card (python -m training.publish)",
+    "pretrain": "self-supervised pre-training from a recipe (see `sslzoo pretrain --help`)",
+    "publish": "turn a training run into a hub folder with a model card (see `sslzoo publish --help`)",
 }
 
 

@@ -62,7 +62,7 @@ def verify_sha256(path: PathLike, expected: Optional[str], *, recorded_in: Optio
             raise ChecksumError(
                 f"{path} has sha256 {actual}, but its folder's {recorded_in} records {expected}: the weights were"
                 " changed or damaged after the folder was written. Write the folder again (sslzoo.save_pretrained,"
-                " `python -m training.publish`, `sslzoo convert`) or fetch it again."
+                " `sslzoo publish`, `sslzoo convert`) or fetch it again."
             )
         raise ChecksumError(
             f"{path} has sha256 {actual}, but {expected} is pinned for it. The file is corrupt, truncated or not the"
@@ -136,7 +136,7 @@ def _no_weights_message(resolved: registry.Resolved, tried: list[str]) -> str:
         sub = w.hub_dir or resolved.full_name
         lines.append(f"  - put the published folder at $SSLZOO_HUB/{sub}/ (offline use), or fetch it with `sslzoo download`;")
     lines += [
-        f"  - train one: python -m training.pretrain --method {method.name} --arch {arch.name} --data PATH;",
+        f"  - train one: sslzoo pretrain --method {method.name} --arch {arch.name} --data PATH;",
         "  - see which names have weights: `sslzoo list --pretrained`.",
     ]
     return "\n".join(lines)

@@ -47,7 +47,7 @@ class HubFolder:
             if not config_path.is_file():
                 raise WeightsNotFoundError(
                     f"{root} is not a hub folder: it has no {CONFIG_NAME}. Write one with sslzoo.save_pretrained(model,"
-                    " DIR), publish a run with `python -m training.publish`, or convert an upstream checkpoint with"
+                    " DIR), publish a run with `sslzoo publish`, or convert an upstream checkpoint with"
                     " `sslzoo convert`."
                 )
         elif source == "hf-hub":

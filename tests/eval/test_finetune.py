@@ -330,3 +330,32 @@ def test_default_workers_fit_the_machine_and_the_folder_describes_the_fine_tuned
     assert "CIFAR-10" in origin["description"]  # the pre-training provenance is kept, as the origin
     assert scfg["finetune"]["num_classes"] == 4 and scfg["finetune"]["recipe"] == "aps-cifar"
     assert scfg["name"] == "ft"
+
+
+def test_a_short_run_records_the_warm_up_it_ran_as_a_classifier_and_quietly(workspace, tmp_path, caplog):
+    """aps-cifar's 5 warm-up epochs squeezed into a 1-epoch run: config, results and card say 1; the card's pipeline is
+    image-classification; timm's "Cosine annealing scheduler will have no effect" stays out of the output."""
+    import logging
+
+    from sslzoo.card import read_front_matter
+
+    out = tmp_path / "short"
+    with caplog.at_level(logging.WARNING):
+        results = ft.finetune(workspace["backbone"], workspace["data"], output=out, recipe="aps-cifar", epochs=1,
+                              batch_size=8, max_steps_per_epoch=2, limit_test=8, num_workers=0, progress=False)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "Cosine annealing" in m], messages
+    assert any("warm-up (5 epochs) is longer than the run (1 epochs)" in m for m in messages)  # ours stays
+    assert finetune_recipes.FINETUNE_RECIPES["aps-cifar"].warmup_epochs == 5
+    assert results["recipe_config"]["warmup_epochs"] == 1 and results["recipe_warmup_epochs"] == 5
+    assert json.loads((out / "results.json").read_text())["recipe_config"]["warmup_epochs"] == 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["sslzoo"]["finetune"]["recipe_config"]["warmup_epochs"] == 1
+    card = (out / "README.md").read_text()
+    assert read_front_matter(card)["pipeline_tag"] == "image-classification"
+    assert read_front_matter(card)["tags"][0] == "image-classification"
+    assert "| warmup_epochs | 1.0 (the recipe's 5, cut to fit the 1-epoch run) |" in card
+    # a run long enough for its warm-up records the recipe's value
+    assert ft.warmup_run(finetune_recipes.FINETUNE_RECIPES["aps-cifar"], ft.build_scheduler(
+        ft.build_optimizer(torch.nn.Linear(2, 2), finetune_recipes.FINETUNE_RECIPES["aps-cifar"], 1e-3),
+        finetune_recipes.FINETUNE_RECIPES["aps-cifar"], 1e-3, steps_per_epoch=3), 3) == 5

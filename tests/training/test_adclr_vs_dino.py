@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.training.test_pretrain import tiny_argv
@@ -19,7 +20,7 @@ from training import pretrain
 from training.checkpoint import load_checkpoint
 from training.config import resolve
 
-SHARED = ["--arch", "dino_vit_pico_patch8_32", "--recipe", "dino", "--set", "framework.local_crops_number=0"]
+SHARED = ["--arch", "dino_vit_pico_patch8_32", "--recipe", "dino"]
 
 
 def _train(method: str, small_cifar, out: Path, extra: list[str]) -> dict[str, torch.Tensor]:
@@ -28,10 +29,13 @@ def _train(method: str, small_cifar, out: Path, extra: list[str]) -> dict[str, t
     return load_checkpoint(out / "checkpoint.pt")["method"]
 
 
-def test_adclr_with_query_weight_0_trains_dinos_weights(small_cifar, tmp_path: Path) -> None:
-    dino = _train("dino", small_cifar, tmp_path / "dino", [])
-    adclr = _train("adclr", small_cifar, tmp_path / "adclr", ["--set", "method_args.weight=0.0"])
-    weighted = _train("adclr", small_cifar, tmp_path / "weighted", ["--set", "method_args.weight=1.0"])
+# with DINO's local crops too: ADCLR = DINO's recipe + the query term, whatever the crops (16-px locals at patch 8)
+@pytest.mark.parametrize("local_crops", [0, 2])
+def test_adclr_with_query_weight_0_trains_dinos_weights(local_crops: int, small_cifar, tmp_path: Path) -> None:
+    crops = ["--set", f"framework.local_crops_number={local_crops}", "--set", "framework.local_crops_size=16"]
+    dino = _train("dino", small_cifar, tmp_path / "dino", crops)
+    adclr = _train("adclr", small_cifar, tmp_path / "adclr", crops + ["--set", "method_args.weight=0.0"])
+    weighted = _train("adclr", small_cifar, tmp_path / "weighted", crops + ["--set", "method_args.weight=1.0"])
     assert set(adclr) - set(dino) <= {"query_center.center"}, set(adclr) - set(dino)  # no parameter added
     compared = 0
     for key, value in dino.items():

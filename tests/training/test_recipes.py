@@ -58,3 +58,47 @@ def test_imagenet_profile_trains_a_step_at_224(method: str, profile: str, folder
 def test_a_profile_without_data_asks_for_it() -> None:
     with pytest.raises(ConfigError, match="names no training data: pass --data"):
         resolve(["--method", "dino", "--profile", "imagenet_s16"])
+
+
+# ADCLR's query side is set in patch tokens: the recipes' own architectures keep their pixel sizes, others follow.
+ADCLR_QUERY_PX = {None: 12, "quick": 12, "zoo": 16, "imagenet_s16": 96, "imagenet_b16": 96}
+
+
+@pytest.mark.parametrize("profile", list(ADCLR_QUERY_PX))
+def test_adclr_profiles_keep_their_query_pixels(profile: str | None) -> None:
+    import torch
+
+    from training.methods import build_method
+
+    argv = ["--method", "adclr", "--data", "/x", *SHRINK, "--set", "framework.head.out_dim=64",
+            "--set", "framework.head.hidden=32", "--set", "framework.head.bottleneck=16"]
+    cfg = resolve(argv + (["--profile", profile] if profile else []))
+    method = build_method(cfg, num_images=1, total_epochs=1, device=torch.device("cpu"))
+    (queries,) = [s for s in method.crop_specs() if s.name == "queries"]
+    assert queries.size == ADCLR_QUERY_PX[profile] == method.pipelines[-1].cfg.size
+    assert queries.size == cfg["method_args"]["tokens"] * method.framework.backbone.patch_embed.patch_size[0]
+
+
+def test_adclr_quick_profile_trains_with_a_patch_16_architecture(small_cifar, tmp_path: Path) -> None:
+    """The quick profile's 3-token queries are 48 px at patch 16 (12 px at its own patch 4)."""
+    argv = ["--method", "adclr", "--profile", "quick", "--arch", "vit_pico_patch16_32", "--data", str(small_cifar[0]),
+            "--steps", "1", "--batch-size", "8", "--workers", "0", "--device", "cpu", "--no-progress",
+            "--output", str(tmp_path / "run"), "--set", "log.knn_every_epochs=0", "--set", f"cache_dir={small_cifar[1]}",
+            "--set", "framework.head.out_dim=64", "--set", "framework.head.hidden=32",
+            "--set", "framework.head.bottleneck=16"]
+    tr = pretrain.train(resolve(argv))
+    assert tr.iteration == 1 and [s.size for s in tr.method.crop_specs() if s.name == "queries"] == [48]
+    with open(tr.run_dir / "log.csv", newline="", encoding="utf-8") as f:
+        row = next(csv.DictReader(f))
+    assert math.isfinite(float(row["loss"])) and float(row["query"]) > 0
+
+
+def test_an_adclr_query_size_that_does_not_tile_is_one_line(small_cifar, tmp_path: Path, capsys) -> None:
+    argv = ["--method", "adclr", "--profile", "quick", "--arch", "vit_pico_patch16_32", "--data", str(small_cifar[0]),
+            "--set", f"cache_dir={small_cifar[1]}", "--set", "method_args.size=12", "--batch-size", "8", "--output", str(tmp_path / "run"), "--device", "cpu", "--no-progress"]
+    assert pretrain.main(argv) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("sslzoo: ")]  # notices
+    assert len(err) == 1 and err[0].startswith("error: ")
+    err = err[0]
+    assert "method_args.size 12 px does not tile into the ViT's 16-px patches" in err
+    assert "method_args.tokens" in err

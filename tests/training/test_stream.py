@@ -93,13 +93,15 @@ def _corrupt_one(root: Path, tmp_path: Path) -> tuple[Path, Path]:
     return copy, bad
 
 
-def test_an_unreadable_image_is_replaced_and_counted_or_refused(mixed_folder, tmp_path: Path, caplog,
-                                                               capsys: pytest.CaptureFixture) -> None:
-    data, bad = _corrupt_one(mixed_folder[0], tmp_path)
+# one rule in both data modes: auto streams the mixed-size folder and holds the 32-px CIFAR one in memory
+@pytest.mark.parametrize("mode", ["stream", "memory"])
+def test_an_unreadable_image_is_replaced_and_counted_or_refused(mode: str, mixed_folder, small_cifar, tmp_path: Path,
+                                                               caplog, capsys: pytest.CaptureFixture) -> None:
+    data, bad = _corrupt_one((mixed_folder if mode == "stream" else small_cifar)[0], tmp_path)
     cache = tmp_path / "cache"
     # 80 images, batch 16: one epoch of 5 iterations meets every file once
     tr = pretrain.train(resolve(tiny_argv("mocov3", (data, cache), tmp_path / "run", steps=5)))
-    assert tr.replaced_images == 1
+    assert tr.source.mode == mode and tr.replaced_images == 1
     assert int(_log(tr.run_dir)[-1]["replaced_images"]) == 1
     assert any(str(bad) in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     code = pretrain.main(tiny_argv("mocov3", (data, cache), tmp_path / "strict", steps=5, extra=["--strict-data"]))

@@ -102,7 +102,8 @@ def choose_mode(cfg: dict[str, Any]) -> tuple[str, FileList | None, ImageSet | N
 
 
 def _memory_split(cfg: dict[str, Any]) -> ImageSet:
-    return load_split(cfg["data"], "train", limit=cfg["train_limit"], seed=cfg["seed"], cache_dir=cfg["cache_dir"])
+    return load_split(cfg["data"], "train", limit=cfg["train_limit"], seed=cfg["seed"], cache_dir=cfg["cache_dir"],
+                      strict=cfg["strict_data"])
 
 
 class StreamEvalImages:

@@ -2,6 +2,9 @@
 
 The query crops are appended to each global view behind a one-way mask (``training.views.adclr_queries``); student
 query tokens of view 1 are matched to the teacher's query tokens of view 2 and vice versa, with their own centre.
+DINO's local crops (``framework.local_crops_number``), when a recipe asks for them, are taken exactly as DINO takes
+them: the student encodes them and they join the CLS loss against the teacher's global views. The query side is set
+in patch tokens (``method_args.tokens``) or pixels (``method_args.size``).
 """
 
 from __future__ import annotations
@@ -28,13 +31,32 @@ TEACHER_QUERIES = ("appended", "standalone")
 
 @dataclass
 class ADCLRSettings:
-    """METHODS 4.1: query crops per image, their side and scale, lambda, and how the teacher encodes them."""
+    """METHODS 4.1: query crops per image, their side and scale, lambda, and how the teacher encodes them.
+
+    The side is given in patch tokens (``tokens``: 6 is the paper's 96-px query at patch 16, and 12 px at patch 2),
+    so that a recipe works with any architecture; ``size`` (pixels, a multiple of the patch size) overrides it.
+    """
 
     num_queries: int = 1
-    size: int = 12
+    tokens: int = 6
+    size: int | None = None
     scale: tuple[float, float] = (0.05, 0.25)
     weight: float = 1.0
     teacher_queries: str = "appended"  # "appended" (paper, Figure 1) or "standalone" (released code)
+
+
+def query_side(queries: ADCLRSettings, patch: tuple[int, int]) -> int:
+    """The query crops' side in pixels: ``size`` when given (it must tile into patches), else ``tokens`` patches."""
+    if queries.size is None:
+        if not isinstance(queries.tokens, int) or queries.tokens < 1:
+            raise MethodConfigError(f"method_args.tokens must be a whole number of patches (at least 1), got "
+                                    f"{queries.tokens!r}.")
+        return queries.tokens * patch[0]
+    if not isinstance(queries.size, int) or queries.size < 1 or queries.size % patch[0] or queries.size % patch[1]:
+        raise MethodConfigError(f"method_args.size {queries.size!r} px does not tile into the ViT's {patch[0]}-px "
+                                f"patches: give a multiple of {patch[0]}, or set method_args.tokens (the side in "
+                                "patches) instead.")
+    return queries.size
 
 
 class ADCLRMethod(DINOMethod):
@@ -51,7 +73,7 @@ class ADCLRMethod(DINOMethod):
         if queries.teacher_queries not in TEACHER_QUERIES:
             raise MethodConfigError(f"teacher_queries must be 'appended' or 'standalone', got "
                                     f"{queries.teacher_queries!r}.")
-        self.queries = queries
+        self.queries = replace(queries, size=query_side(queries, framework.backbone.patch_embed.patch_size))
         self.query_center = Center(framework.head.last_layer.out_features, settings.center_momentum)
 
     def paper_views(self, mean: tuple[float, ...], std: tuple[float, ...]) -> list[ViewPipelineConfig]:
@@ -85,6 +107,9 @@ class ADCLRMethod(DINOMethod):
             cls, tokens = forward_with_queries(fw.backbone, x, queries)
             s_cls.append(fw.head(cls))
             s_query.append(fw.head(tokens))
+        if "locals" in inputs:  # DINO's local crops: student only, in the CLS loss against the teacher's globals
+            local = inputs["locals"]
+            s_cls += list(fw.student(local.transpose(0, 1).flatten(0, 1)).chunk(local.shape[1]))
         with torch.no_grad():
             if self.queries.teacher_queries == "appended":
                 pairs = [forward_with_queries(fw.teacher_backbone, x, queries) for x in views]

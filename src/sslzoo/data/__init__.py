@@ -12,7 +12,7 @@ from PIL import Image  # noqa: F401 - tests patch Image.open here
 
 from .binary import STL10_CLASSES
 from .decode import (FORMAT_VERSION, IMAGE_EXTENSIONS, DatasetFormatError, DatasetNotFoundError, DecodedSplit,
-                     MixedImageSizesError, pil_to_uint8)
+                     MixedImageSizesError, UnreadableImagesError, pil_to_uint8)
 from .datasets import (NAMED_DATASETS, SAMPLE_ARCHIVE, DecodedDataset, ImageFileDataset, decoded_split,
                        embedded_sample, open_dataset)
 from .transforms import EvalTransform, eval_transform
@@ -20,5 +20,5 @@ from .transforms import EvalTransform, eval_transform
 __all__ = [
     "FORMAT_VERSION", "IMAGE_EXTENSIONS", "NAMED_DATASETS", "SAMPLE_ARCHIVE", "STL10_CLASSES", "DatasetFormatError",
     "DatasetNotFoundError", "DecodedDataset", "DecodedSplit", "EvalTransform", "ImageFileDataset",
-    "MixedImageSizesError", "decoded_split", "embedded_sample", "eval_transform", "open_dataset", "pil_to_uint8",
+    "MixedImageSizesError", "UnreadableImagesError", "decoded_split", "embedded_sample", "eval_transform", "open_dataset", "pil_to_uint8",
 ]

@@ -16,7 +16,7 @@ from .binary import binary_format, cifar_split, stl10_split, train_or_test
 from .cache import imagefolder_split
 from .decode import (FORMAT_VERSION, FORMATS_HINT, NAMED_DATASETS, DatasetNotFoundError, DecodedSplit, MixedImageSizesError, PathLike,
                      decode_all, load_rgb)
-from .folders import imagefolder_listing, Listing
+from .folders import DEFAULT_SPLIT_FRACTION, imagefolder_listing, Listing
 
 SAMPLE_ARCHIVE = Path(__file__).resolve().parent.parent / "sample" / "cifar10_sample.zip"
 
@@ -46,7 +46,7 @@ def decoded_split(
     *,
     cache_dir: Optional[PathLike] = None,
     image_size: Optional[int] = None,
-    split_fraction: float = 0.1,
+    split_fraction: float = DEFAULT_SPLIT_FRACTION,
     seed: int = 0,
 ) -> DecodedSplit:
     """All images of one split of a dataset, decoded into one uint8 tensor.
@@ -144,5 +144,5 @@ def open_dataset(
         return DecodedDataset(decoded_split(spec, split, **decode_kwargs), transform)
     except MixedImageSizesError:
         root = Path(spec).expanduser()
-        fraction, seed = decode_kwargs.get("split_fraction", 0.1), decode_kwargs.get("seed", 0)
+        fraction, seed = decode_kwargs.get("split_fraction", DEFAULT_SPLIT_FRACTION), decode_kwargs.get("seed", 0)
         return ImageFileDataset(imagefolder_listing(root, split, None, fraction, seed), transform)

@@ -49,6 +49,20 @@ class MixedImageSizesError(DatasetFormatError):
     """Images of one split that do not share one size, with no ``image_size`` to resize them to."""
 
 
+NAMED_AT_MOST = 20  # unreadable files an error names; the rest are counted
+
+
+class UnreadableImagesError(DatasetFormatError):
+    """Images of one split that cannot be decoded, all found in one pass: ``bad`` holds (index, name, reason) each."""
+
+    def __init__(self, bad: Sequence[tuple[int, str, str]], total: int) -> None:
+        self.bad = list(bad)
+        shown = "; ".join(f"{name} ({reason})" for _, name, reason in self.bad[:NAMED_AT_MOST])
+        more = f"; and {len(self.bad) - NAMED_AT_MOST} more" if len(self.bad) > NAMED_AT_MOST else ""
+        super().__init__(f"{len(self.bad)} of {total} images cannot be read: {shown}{more}. Remove or replace the "
+                         f"file{'s' if len(self.bad) > 1 else ''}.")
+
+
 @dataclass(frozen=True)
 class DecodedSplit:
     """All images of one split, decoded.
@@ -103,15 +117,50 @@ def load_rgb(source: Union[Path, bytes], image_size: Optional[int] = None, name:
 
 
 def decode_all(sources: Sequence[Union[Path, bytes]], names: Sequence[str], image_size: Optional[int]) -> torch.Tensor:
-    """Decode images into one ``uint8 (N, 3, H, W)`` tensor; PIL releases the GIL while decoding, so threads help."""
-    first = load_rgb(sources[0], image_size, names[0])
+    """Decode images into one ``uint8 (N, 3, H, W)`` tensor; PIL releases the GIL while decoding, so threads help.
+
+    Raises:
+        UnreadableImagesError: after decoding every image, naming all that cannot be read (the first
+            :data:`NAMED_AT_MOST` by name, the rest counted).
+        MixedImageSizesError: at the first image whose size differs (nothing else is decoded).
+    """
+    images, bad = decode_replacing(sources, names, image_size)
+    if bad:
+        raise UnreadableImagesError(bad, len(sources))
+    return images
+
+
+def decode_replacing(sources: Sequence[Union[Path, bytes]], names: Sequence[str],
+                     image_size: Optional[int]) -> tuple[torch.Tensor, list[tuple[int, str, str]]]:
+    """As :func:`decode_all`, but an unreadable image is replaced by the next readable one (i + 1, i + 2, ... modulo
+    the split, the rule of the training loop's streamed files); returns the images and the (index, name, reason) of
+    every unreadable one."""
+    bad: list[tuple[int, str, str]] = []
+
+    def attempt(i: int) -> Optional[np.ndarray]:
+        try:
+            return load_rgb(sources[i], image_size, names[i])
+        except DatasetFormatError as e:
+            reason = str(e.__cause__ if e.__cause__ is not None else e).strip()  # PIL's own words when it has any
+            bad.append((i, names[i], reason.splitlines()[0] if reason else type(e.__cause__ or e).__name__))
+            return None
+
+    first, start = None, 0
+    while first is None and start < len(sources):
+        first, start = attempt(start), start + 1
+    if first is None:
+        raise UnreadableImagesError(bad, len(sources))
+    reference = start - 1  # the first readable image sets the split's size
     out = torch.empty((len(sources), 3, *first.shape[:2]), dtype=torch.uint8)
+    out[reference] = torch.from_numpy(first).permute(2, 0, 1)
 
     def decode(i: int) -> None:
-        arr = first if i == 0 else load_rgb(sources[i], image_size, names[i])
+        arr = attempt(i)
+        if arr is None:
+            return
         if arr.shape != first.shape:
             raise MixedImageSizesError(
-                f"Images of one split have different sizes: {names[0]} is {first.shape[1]}x{first.shape[0]}, "
+                f"Images of one split have different sizes: {names[reference]} is {first.shape[1]}x{first.shape[0]}, "
                 f"{names[i]} is {arr.shape[1]}x{arr.shape[0]}. Pass image_size=N to decode them all at N x N "
                 "(shorter side resized to N, then a centre crop), or use open_dataset(...), which decodes each "
                 "image when it is read and lets the model's eval transform resize it."
@@ -120,11 +169,16 @@ def decode_all(sources: Sequence[Union[Path, bytes]], names: Sequence[str], imag
 
     pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
     try:
-        for _ in pool.map(decode, range(len(sources))):
-            pass  # iterating re-raises the first error
+        for _ in pool.map(decode, range(start, len(sources))):
+            pass  # iterating re-raises the first error (a size mismatch)
     finally:
-        pool.shutdown(cancel_futures=True)  # after an error, do not decode the rest of the split
-    return out
+        pool.shutdown(cancel_futures=True)  # after a size mismatch, do not decode the rest of the split
+    bad.sort()
+    unreadable = {i for i, _, _ in bad}
+    for i, _, _ in bad:
+        j = next((i + k) % len(sources) for k in range(1, len(sources)) if (i + k) % len(sources) not in unreadable)
+        out[i] = out[j]
+    return out, bad
 
 
 def pil_to_uint8(img: Image.Image) -> torch.Tensor:

@@ -11,6 +11,9 @@ import torch
 
 from .decode import FORMATS_HINT, IMAGE_EXTENSIONS, DatasetFormatError, DatasetNotFoundError, fingerprint_files
 
+DEFAULT_SPLIT_FRACTION = 0.1  # the share of each class held out as test in a tree without split folders
+
+
 @dataclass(frozen=True)
 class Listing:
     """The image files of one ImageFolder split, before decoding."""

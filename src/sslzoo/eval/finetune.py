@@ -17,6 +17,7 @@ over epochs; ``results.json`` and the model card give both ``best_top1`` (with i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -77,15 +78,33 @@ def build_scheduler(
             "warm-up (%g epochs) is longer than the run (%d epochs): the lr warms up for the whole run and never"
             " reaches its cosine; pass --warmup-epochs to shorten it.", recipe.warmup_epochs, recipe.epochs
         )
-    return CosineLRScheduler(
-        optimizer,
-        t_initial=max(1, total - warmup),
-        lr_min=recipe.min_lr,
-        warmup_t=warmup,
-        warmup_lr_init=recipe.warmup_lr,
-        warmup_prefix=True,  # the cosine starts after the warm-up, as in BEiT's cosine_scheduler
-        t_in_epochs=False,
-    )
+    timm_logger = logging.getLogger(CosineLRScheduler.__module__)
+    timm_logger.addFilter(_one_step_cosine_notice)
+    try:
+        return CosineLRScheduler(
+            optimizer,
+            t_initial=max(1, total - warmup),
+            lr_min=recipe.min_lr,
+            warmup_t=warmup,
+            warmup_lr_init=recipe.warmup_lr,
+            warmup_prefix=True,  # the cosine starts after the warm-up, as in BEiT's cosine_scheduler
+            t_in_epochs=False,
+        )
+    finally:
+        timm_logger.removeFilter(_one_step_cosine_notice)
+
+
+def _one_step_cosine_notice(record: logging.LogRecord) -> bool:
+    """Drop timm's "Cosine annealing scheduler will have no effect" notice, and only it: a cosine of at most one
+    step after a warm-up that fills the run is what a short run asks for (the warning above says so in our words)."""
+    return not record.getMessage().startswith("Cosine annealing scheduler will have no effect")
+
+
+def warmup_run(recipe: FinetuneRecipe, scheduler: CosineLRScheduler, steps_per_epoch: int) -> float:
+    """The warm-up that the schedule runs, in epochs: the recipe's, unless the run is too short to hold it."""
+    if scheduler.warmup_t == round(recipe.warmup_epochs * steps_per_epoch):
+        return recipe.warmup_epochs
+    return round(scheduler.warmup_t / steps_per_epoch, 4)
 
 
 def _criterion_and_mixup(recipe: FinetuneRecipe, num_classes: int) -> tuple[torch.nn.Module, Optional[Callable]]:
@@ -345,15 +364,17 @@ def finetune(
         log.write(history[-1])
         _logger.info("epoch %d/%d: loss %.4f, test top-1 %.2f (best %.2f)", epoch + 1, rec.epochs, loss, top1, best_top1)
 
+    ran = dataclasses.replace(rec, warmup_epochs=warmup_run(rec, scheduler, steps_per_epoch))  # what the run used
     results = dict(
-        protocol=f"finetune:{recipe}", model=model_name, data=str(data), recipe=recipe, recipe_config=rec.to_dict(),
+        protocol=f"finetune:{recipe}", model=model_name, data=str(data), recipe=recipe, recipe_config=ran.to_dict(),
+        recipe_warmup_epochs=rec.warmup_epochs,
         epochs=rec.epochs, lr=lr, best_top1=best_top1, best_epoch=best_epoch, last_top1=history[-1]["test_top1"],
         num_classes=len(classes), classes=classes, train_images=len(train_ds), test_images=len(test_ds),
         steps_per_epoch=steps_per_epoch, seed=seed, device=str(dev), train_wall_clock_s=round(train_s, 3),
     )
     dataset_name = Path(str(data)).name or str(data)
     describe_finetuned(model, out.name, model_name, dataset_name, results)
-    card = card_fields(model_name=model_name, dataset_name=dataset_name, recipe_name=recipe, recipe=rec, results=results)
+    card = card_fields(model_name=model_name, dataset_name=dataset_name, recipe_name=recipe, recipe=ran, results=results)
     save_pretrained(model, out, card=card)
     write_text_atomic(out / RESULTS_NAME, json.dumps(results, indent=2) + "\n")
     return dict(results, model=model.eval())

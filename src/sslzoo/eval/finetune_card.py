@@ -41,8 +41,12 @@ def describe_finetuned(
 def card_fields(
     *, model_name: str, dataset_name: str, recipe_name: str, recipe: FinetuneRecipe, results: dict[str, Any]
 ) -> dict[str, Any]:
+    """The card of a fine-tuned classifier; ``recipe`` is what ran (a warm-up cut to a short run is recorded cut)."""
     protocol = f"finetune:{recipe_name}"
-    rows = "\n".join(f"| {k} | {v} |" for k, v in recipe.to_dict().items())
+    cut = results.get("recipe_warmup_epochs", recipe.warmup_epochs)
+    note = {"warmup_epochs": f" (the recipe's {cut:g}, cut to fit the {results['epochs']}-epoch run)"} \
+        if cut != recipe.warmup_epochs else {}
+    rows = "\n".join(f"| {k} | {v}{note.get(k, '')} |" for k, v in recipe.to_dict().items())
     classes = ", ".join(results["classes"])
     body = (
         f"Fine-tuned from `{model_name}` on {dataset_name} ({results['train_images']} training images, "
@@ -55,7 +59,8 @@ def card_fields(
     return {
         "description": f"{model_name} fine-tuned on {dataset_name} (protocol {protocol}).",
         "datasets": [dataset_name],
-        "tags": ["image-classification", "fine-tuned"],
+        "pipeline_tag": "image-classification",  # a classifier with its head, no longer a feature extractor
+        "tags": ["fine-tuned"],
         "results": [
             {"dataset": dataset_name, "protocol": protocol, "metric": "top1 (best epoch)", "value": results["best_top1"]},
             {"dataset": dataset_name, "protocol": protocol, "metric": "top1 (last epoch)", "value": results["last_top1"]},
