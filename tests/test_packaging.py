@@ -33,3 +33,19 @@ def test_the_sub_commands_point_at_the_training_programs() -> None:
     for target in commands.values():
         module, func = target.split(":")
         assert callable(getattr(importlib.import_module(module), func))
+
+
+def test_a_folder_named_sslzoo_in_the_current_directory_does_not_shadow_the_install(tmp_path: Path) -> None:
+    """From a clone's parent folder, the clone (``sslzoo/``, no ``__init__.py``) is not taken for the package."""
+    import subprocess
+    import sys
+
+    (tmp_path / "sslzoo" / "src").mkdir(parents=True)  # the layout of a clone named sslzoo, seen from its parent
+    script = ("import sslzoo, sslzoo.training, sslzoo.registry\n"
+              "print(sslzoo.__file__, 'create_model' in dir(sslzoo),"
+              " sslzoo.registry.resolve('aps_vit_t').full_name)")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    file, has_create_model, resolved = proc.stdout.split()
+    assert file != "None" and Path(file).name == "__init__.py" and not Path(file).is_relative_to(tmp_path)
+    assert has_create_model == "True" and resolved.startswith("aps_vit_tiny_patch2_32.")
