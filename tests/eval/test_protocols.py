@@ -130,6 +130,7 @@ def test_features_file_records_what_the_features_depend_on(model_dir, tmp_path):
         meta = f.metadata()
     model = sslzoo.create_model(name)
     file_sha = json.loads((model_dir / "config.json").read_text())["sslzoo"]["sha256"]
-    assert meta["model"] == name and file_sha[:12] in meta["weights"]
-    assert meta["weights_sha256"] == weights_sha256(model)
+    assert meta["model"] == name and file_sha[:12] in meta["weights_source"]
+    assert meta["weights_file_sha256"] == file_sha and meta["state_dict_sha256"] == weights_sha256(model)
+    assert "weights" not in meta and "weights_sha256" not in meta  # two unlabelled hashes no more
     assert meta["transform"] == eval_transform(model).describe() and meta["splits"] == "test"

@@ -170,9 +170,10 @@ def save_features(
 ) -> dict[str, Any]:
     """Write the features of each split to one safetensors file (``{split}.features``, ``{split}.labels``).
 
-    The header records what the features depend on, as the feature cache's key does: the model's name, where its
-    weights came from and their sha256 (of the state dict, as :func:`~sslzoo.eval.features.weights_sha256`), the
-    eval transform, the data and the pool.
+    The header records what the features depend on, as the feature cache's key does: the model's name,
+    ``weights_source`` (where its weights came from), ``weights_file_sha256`` (the sha256 of the weight file, where
+    one was read), ``state_dict_sha256`` (the hash of the loaded tensors, :func:`~sslzoo.eval.features.weights_sha256`,
+    which also identifies weights that never were a file), the eval transform, the data and the pool.
     """
     from ..files import save_safetensors
 
@@ -183,8 +184,10 @@ def save_features(
         x, y = _features(loaded.model, data, split, pool, batch_size, False, device)
         tensors[f"{split}.features"], tensors[f"{split}.labels"] = x, y
         counts[split] = len(y)
-    meta = {"model": loaded.name, "weights": loaded.weights, "weights_sha256": weights_sha256(loaded.model),
-            "transform": eval_transform(loaded.model).describe(), "data": str(data), "pool": pool,
-            "splits": ",".join(splits)}
+    file_sha = (getattr(loaded.model, "sslzoo_cfg", None) or {}).get("sha256")
+    meta = {"model": loaded.name, "weights_source": loaded.weights,
+            **({"weights_file_sha256": file_sha} if file_sha else {}),
+            "state_dict_sha256": weights_sha256(loaded.model), "transform": eval_transform(loaded.model).describe(),
+            "data": str(data), "pool": pool, "splits": ",".join(splits)}
     save_safetensors(tensors, output, metadata=meta)
     return {**meta, "output": str(output), "counts": counts}
