@@ -103,7 +103,7 @@ class DecodedDataset(Dataset):
     def __init__(self, split: DecodedSplit, transform: Optional[Callable[[torch.Tensor], Any]] = None) -> None:
         self.split = split
         self.transform = transform
-        self.classes = split.classes
+        self.classes, self.labels = split.classes, split.labels
         self.fingerprint = split.fingerprint
 
     def __len__(self) -> int:

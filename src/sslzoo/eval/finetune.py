@@ -250,9 +250,10 @@ def finetune(
         ``model``: the fine-tuned model (last epoch), in eval mode.
 
     Raises:
-        FinetuneError: invalid recipe values, a dataset with fewer than two classes or fewer images than a batch,
-            an existing run in ``output`` without ``resume``, or a checkpoint of a different run.
+        FinetuneError: invalid recipe values, a dataset with fewer images than a batch, an existing run in
+            ``output`` without ``resume``, or a checkpoint of a different run.
         sslzoo.data.DatasetNotFoundError: no such dataset folder or split.
+        sslzoo.data.ClassesError: fewer than two classes in train, or test classes without training images.
     """
     rec = resolve_recipe(recipe, **recipe_overrides)
     int_at_least("num_workers", num_workers, 0)

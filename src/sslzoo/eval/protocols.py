@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from ..data import eval_transform, open_dataset
+from ..data import check_classes, eval_transform, open_dataset
 from ..errors import WeightsNotFoundError
 from ..models import create_model
 from .. import registry
@@ -84,11 +84,20 @@ def check_knn_eval_options(*, preset: str, k: Optional[Sequence[int]], temperatu
     int_at_least("batch_size", batch_size)
 
 
-def _features(model: torch.nn.Module, data: str, split: str, pool: str, batch_size: int, cache: bool, device):
-    dataset = open_dataset(data, split)
+def _features(model: torch.nn.Module, data: str, split: str, pool: str, batch_size: int, cache: bool, device,
+              dataset=None):
+    dataset = open_dataset(data, split) if dataset is None else dataset
     return extract_features(
         model, dataset, pool=pool, batch_size=batch_size, device=device, cache_key="" if cache else None
     )
+
+
+def _train_test_features(model: torch.nn.Module, data: str, pool: str, batch_size: int, cache: bool, device):
+    """Features and labels of train and test, once their classes can give an accuracy (checked before any work)."""
+    train, test = open_dataset(data, "train"), open_dataset(data, "test")
+    check_classes(train.labels, test.labels, train.classes, data)
+    return (*_features(model, data, "train", pool, batch_size, cache, device, train),
+            *_features(model, data, "test", pool, batch_size, cache, device, test))
 
 
 def _accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
@@ -116,8 +125,7 @@ def knn_eval(
     check_knn_eval_options(preset=preset, k=k, temperature=temperature, batch_size=batch_size)
     loaded = as_loaded(model)
     start = time.perf_counter()
-    train_x, train_y = _features(loaded.model, data, "train", pool, batch_size, cache, device)
-    test_x, test_y = _features(loaded.model, data, "test", pool, batch_size, cache, device)
+    train_x, train_y, test_x, test_y = _train_test_features(loaded.model, data, pool, batch_size, cache, device)
     ks = clamp_k(k or KNN_PRESETS[preset]["k"], len(train_y))
     temp = KNN_PRESETS[preset]["temperature"] if temperature is None else temperature
     preds = knn_classify(train_x, train_y, test_x, k=ks, temperature=temp)
@@ -157,8 +165,7 @@ def linear_eval(
     check_linear_eval_options(batch_size=batch_size, **probe_kwargs)
     loaded = as_loaded(model)
     start = time.perf_counter()
-    train_x, train_y = _features(loaded.model, data, "train", pool, batch_size, cache, device)
-    test_x, test_y = _features(loaded.model, data, "test", pool, batch_size, cache, device)
+    train_x, train_y, test_x, test_y = _train_test_features(loaded.model, data, pool, batch_size, cache, device)
     result = linear_probe(train_x, train_y, test_x, test_y, **probe_kwargs)
     result.update(model=loaded.name, weights=loaded.weights, data=data, pool=pool, seconds=time.perf_counter() - start)
     return result
