@@ -9,7 +9,6 @@ method, recipe, data, epochs, seed, hardware, wall-clock, package versions and g
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import torch
 
+from sslzoo.command_line import CommandParser, report_error
 from sslzoo.errors import SslzooError
 from sslzoo.files import save_safetensors
 from sslzoo.hub_folder import save_pretrained
@@ -92,7 +92,7 @@ def publish(run_dir: str | Path, output: str | Path, *, name: str | None = None,
 
 def main(argv: list[str] | None = None, prog: str = "python -m training.publish") -> int:
     """The program (also ``sslzoo publish``); returns its exit status."""
-    p = argparse.ArgumentParser(prog=prog, description="Turn a training run into a hub folder.")
+    p = CommandParser(prog=prog, description="Turn a training run into a hub folder.")
     p.add_argument("run_dir")
     p.add_argument("--output", required=True, help="hub folder to write")
     p.add_argument("--name", help="model name recorded in config.json and the card (default: the folder name)")
@@ -101,8 +101,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m training.publish"
     try:
         out = publish(args.run_dir, args.output, name=args.name, full=not args.no_full)
     except SslzooError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report_error(prog, e)
     print(f"wrote {out}")
     return 0
 

@@ -18,10 +18,11 @@ from ..data import check_classes, eval_transform, open_dataset
 from ..errors import WeightsNotFoundError
 from ..models import create_model
 from .. import registry
-from ..validation import InvalidOptionError, int_at_least
+from ..validation import int_at_least
 from .features import extract_features, weights_sha256
-from .knn import KNN_PRESETS, check_knn_options, clamp_k, knn_classify
-from .linear import check_linear_options, linear_probe
+from .knn import KNN_PRESETS, clamp_k, knn_classify
+from .linear import linear_probe
+from .options import check_knn_eval_options, check_linear_eval_options  # noqa: F401 - re-exported (the CLI's names)
 from .protocol_names import SAMPLE
 
 _logger = logging.getLogger(__name__)
@@ -73,15 +74,6 @@ def as_loaded(model: Union[str, torch.nn.Module, LoadedModel]) -> LoadedModel:
     name = cfg.get("name") or (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
     sha = cfg.get("sha256")
     return LoadedModel(model, str(name), f"given (sha256 {sha[:12]}…)" if sha else "given")
-
-
-def check_knn_eval_options(*, preset: str, k: Optional[Sequence[int]], temperature: Optional[float],
-                           batch_size: int) -> None:
-    """Everything :func:`knn_eval` refuses, checked before a model is built (the CLI calls it first)."""
-    if preset not in KNN_PRESETS:
-        raise InvalidOptionError(f"Unknown kNN preset {preset!r}; use one of {', '.join(KNN_PRESETS)}.")
-    check_knn_options(k, temperature)
-    int_at_least("batch_size", batch_size)
 
 
 def _features(model: torch.nn.Module, data: str, split: str, pool: str, batch_size: int, cache: bool, device,
@@ -142,13 +134,6 @@ def knn_eval(
         "num_test": len(test_y),
         "seconds": time.perf_counter() - start,
     }
-
-
-def check_linear_eval_options(*, batch_size: int, **probe_kwargs: Any) -> None:
-    """Everything :func:`linear_eval` refuses, checked before a model is built (the CLI calls it first)."""
-    int_at_least("batch_size", batch_size)
-    check_linear_options(epochs=probe_kwargs.get("epochs"), lrs=probe_kwargs.get("lrs"),
-                         weight_decays=probe_kwargs.get("weight_decays"))
 
 
 def linear_eval(
