@@ -331,3 +331,31 @@ def test_written_files_respect_the_umask(tmp_path):
         os.umask(old)
     written = [*folder.iterdir(), tmp_path / "cache" / "features.safetensors", tmp_path / "checkpoint.pt"]
     assert {f.name: oct(f.stat().st_mode & 0o777) for f in written} == {f.name: "0o644" for f in written}
+
+
+def test_an_unreachable_hub_fails_within_seconds_and_says_how_to_work_offline(tmp_path, monkeypatch):
+    """No network, as a server that accepts connections and never answers: the short check, not half a minute."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes the connections; nothing ever reads or answers them
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    env = dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{silent.getsockname()[1]}")
+    script = (
+        "import time\nfrom sslzoo import hub, registry\nfrom sslzoo.errors import WeightsNotFoundError\n"
+        "start = time.perf_counter()\ntry:\n    hub.locate_registered(registry.resolve('aps_vit_b'))\n"
+        "except WeightsNotFoundError as e:\n    print(f'{time.perf_counter() - start:.1f}')\n    print(e)\n"
+    )
+    try:
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("no answer after 90 s: the hub's own timeouts and retries were waited out")
+    finally:
+        silent.close()
+    seconds, message = proc.stdout.split("\n", 1)
+    assert float(seconds) < 10, proc.stdout  # the check gives up after 3 s
+    assert "gave no answer within 3 s" in message and "HF_HUB_OFFLINE=1" in message and "sslzoo download" in message

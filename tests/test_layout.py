@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
      "sslzoo.atomic", "sslzoo.cpu_allocator", "sslzoo.command_line"),
     ("sslzoo.registry",),
     ("sslzoo.files", "sslzoo.vit", "sslzoo.card", "sslzoo.runlog", "sslzoo.download", "sslzoo.pins",
-     "sslzoo.timm_compat", "sslzoo.pretrained_cfg"),
+     "sslzoo.timm_compat", "sslzoo.pretrained_cfg", "sslzoo.hf_reachable"),
     ("sslzoo.release_files",),
     ("sslzoo.hub",),
     ("sslzoo.hub_folder",),

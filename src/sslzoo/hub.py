@@ -24,6 +24,7 @@ from . import registry
 from .errors import ChecksumError, WeightsNotFoundError
 from .download import download
 from .files import PathLike, cache_dir, sha256_file
+from .hf_reachable import OFFLINE_HINT, hf_offline, offline_reason
 from .release_files import find_release_file
 
 WEIGHTS_NAME = "model.safetensors"
@@ -37,10 +38,6 @@ def local_hub_dirs() -> list[Path]:
     """Local hub folders in resolution order: ``$SSLZOO_HUB`` entries, then the shipped one."""
     env = [Path(p).expanduser() for p in os.environ.get("SSLZOO_HUB", "").split(os.pathsep) if p]
     return env + [SHIPPED_HUB]
-
-
-def hf_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def hf_cache_dir() -> Path:
@@ -72,10 +69,12 @@ def verify_sha256(path: PathLike, expected: Optional[str], *, recorded_in: Optio
 
 
 def hf_download(repo_id: str, filename: str, *, revision: Optional[str] = None) -> Path:
-    """Fetch one file through ``huggingface_hub`` (its cache first; the network unless ``HF_HUB_OFFLINE``)."""
+    """Fetch one file through ``huggingface_hub``: its cache first; the network unless ``HF_HUB_OFFLINE`` is set or
+    the hub gives no answer to a short check (:mod:`sslzoo.hf_reachable`)."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
+    offline = offline_reason()
     try:
         return Path(
             hf_hub_download(
@@ -83,13 +82,14 @@ def hf_download(repo_id: str, filename: str, *, revision: Optional[str] = None) 
                 filename,
                 revision=revision,
                 cache_dir=hf_cache_dir(),
-                local_files_only=hf_offline(),
+                local_files_only=offline is not None,
             )
         )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError, ValueError) as e:
-        where = "the local Hugging Face cache (HF_HUB_OFFLINE is set)" if hf_offline() else "the Hugging Face hub"
+        where = f"the local Hugging Face cache ({offline})" if offline else "the Hugging Face hub"
         raise WeightsNotFoundError(
             f"hf-hub:{repo_id}/{filename} could not be fetched from {where} ({type(e).__name__})."
+            + (f" {OFFLINE_HINT}" if offline else "")
         ) from e
 
 
@@ -179,7 +179,7 @@ def locate_registered(resolved: registry.Resolved) -> tuple[Path, str]:
         # the README names no file: the repository's listing is searched for this entry's size, data and epochs
         try:
             name = find_release_file(w.hf_hub_id, size=resolved.architecture.size.name, dataset=w.pretrain_data,
-                                     epochs=w.pretrain_epochs, offline=hf_offline())
+                                     epochs=w.pretrain_epochs, offline=offline_reason())
             return hf_download(w.hf_hub_id, name), f"hf-hub:{w.hf_hub_id}/{name}"
         except WeightsNotFoundError as e:
             tried.append(f"{e} (sslzoo records no file name for this entry: the authors' README lists none)")

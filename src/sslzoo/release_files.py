@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Optional
+from typing import Optional, Union
 
 from .atomic import write_text_atomic
 from .cache import cache_dir
 from .errors import WeightsNotFoundError
+from .hf_reachable import OFFLINE_HINT
 
 _DATASETS = {"CIFAR-10": "cifar10", "CIFAR-100": "cifar100", "ImageNet-1K": "imagenet1k"}
 
@@ -23,8 +24,9 @@ def _listing_path(repo_id: str):
     return cache_dir() / "listings" / f"{repo_id.replace('/', '--')}.json"
 
 
-def repo_files(repo_id: str, *, offline: bool) -> list[str]:
-    """The repository's file names: listed online (and cached), or the cached listing when offline."""
+def repo_files(repo_id: str, *, offline: Union[bool, str, None]) -> list[str]:
+    """The repository's file names: listed online (and cached), or the cached listing when offline (True, or the
+    reason why the hub is not used now, from :func:`sslzoo.hf_reachable.offline_reason`)."""
     path = _listing_path(repo_id)
     if not offline:
         from huggingface_hub import list_repo_files
@@ -39,8 +41,9 @@ def repo_files(repo_id: str, *, offline: bool) -> list[str]:
             write_text_atomic(path, json.dumps(names, indent=1) + "\n")
             return names
     if not path.is_file():
-        raise WeightsNotFoundError(f"hf-hub:{repo_id}: HF_HUB_OFFLINE is set and its file list was never read online "
-                                   f"(cached listings: {path.parent}).")
+        why = offline if isinstance(offline, str) else "HF_HUB_OFFLINE is set"
+        raise WeightsNotFoundError(f"hf-hub:{repo_id}: {why} and its file list was never read online (cached "
+                                   f"listings: {path.parent}). {OFFLINE_HINT}")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -52,7 +55,8 @@ def match_release(names: list[str], *, size: str, dataset: str, epochs: Optional
     return found[0] if found else None
 
 
-def find_release_file(repo_id: str, *, size: str, dataset: str, epochs: Optional[int], offline: bool) -> str:
+def find_release_file(repo_id: str, *, size: str, dataset: str, epochs: Optional[int],
+                      offline: Union[bool, str, None]) -> str:
     names = repo_files(repo_id, offline=offline)
     hit = match_release(names, size=size, dataset=dataset, epochs=epochs)
     if hit is None:
