@@ -76,13 +76,34 @@ def test_download_and_verify(tmp_path, monkeypatch, capsys):
     assert code == 2 and pin in err
 
 
+def _heavy_imports_of(argv: list[str]) -> list[str]:
+    """stderr of ``sslzoo ARGV`` in a fresh process, then a last line: its exit status and the heavy modules loaded."""
+    script = (
+        "import sys\nfrom sslzoo import cli\ntry:\n    code = cli.main(sys.argv[1:])\nexcept SystemExit as e:\n"
+        "    code = e.code\nprint(code, sorted(m for m in ('torch', 'timm', 'faiss', 'numpy', 'safetensors', 'PIL')"
+        " if m in sys.modules), file=sys.stderr)"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120)
+    return proc.stderr.strip().splitlines()
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["list"], ["info", "aps_vit_t"], ["knn", "--help"], ["finetune", "--help"]])
 def test_help_list_and_info_start_without_torch(argv):
     # torch, timm and faiss cost seconds of start-up; these commands need none of them
-    script = (
-        "import sys\nfrom sslzoo import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('torch', 'timm', 'faiss', 'numpy', 'safetensors', 'PIL') if m in sys.modules),"
-        " file=sys.stderr)"
-    )
-    proc = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120)
-    assert proc.stderr.strip().splitlines()[-1] == "[]", proc.stderr
+    lines = _heavy_imports_of(argv)
+    assert lines[-1] == "0 []", lines
+
+
+@pytest.mark.parametrize("argv", [
+    ["knn", "--model", ARCH, "--k", "0"],
+    ["knn", "--model", ARCH, "--temperature", "0"],
+    ["linear", "--model", ARCH, "--epochs", "0"],
+    ["features", "--model", ARCH, "--data", "sample", "--output", "f.safetensors", "--batch-size", "0"],
+    ["finetune", "--model", ARCH, "--data", "d", "--output", "o", "--epochs", "0"],
+    ["finetune", "--model", ARCH, "--data", "d", "--output", "o", "--num-workers", "-1"],
+], ids=lambda argv: " ".join(argv[:1] + argv[-2:]))
+def test_bad_options_are_refused_before_torch_is_imported(argv):
+    # the README: options are checked before any work; torch, timm and faiss alone take seconds to import
+    lines = _heavy_imports_of(argv)
+    assert len(lines) == 2 and lines[0].startswith(f"sslzoo {argv[0]}: error: "), lines
+    assert lines[1] == "2 []", lines

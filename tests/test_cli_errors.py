@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from sslzoo import cli
-from training import pretrain
+from training import pretrain, publish
 
 TINY = "dino_vit_tiny_patch4_32"
-# command, argv, the start of the first line of stderr (after "sslzoo CMD: error: " or "error: ")
+# command, argv, the start of the first line of stderr (after "sslzoo CMD: error: ")
 CASES = [
     ("knn", ["--k", "0"], "k (--k) must be at least 1, got 0."),
     ("knn", ["--k", "20", "-3"], "k (--k) must be at least 1, got -3."),
@@ -28,8 +28,8 @@ CASES = [
     ("linear", ["--batch-size", "0"], "batch_size (--batch-size) must be at least 1, got 0."),
     ("features", ["--batch-size", "0", "--data", "sample", "--output", "f.safetensors"],
      "batch_size (--batch-size) must be at least 1, got 0."),
-    ("finetune", ["--epochs", "0"], "Invalid fine-tuning recipe: epochs (0) and batch_size (128) must be at least 1"),
-    ("finetune", ["--batch-size", "0"], "Invalid fine-tuning recipe: epochs (100) and batch_size (0) must be at least 1"),
+    ("finetune", ["--epochs", "0"], "Invalid fine-tuning recipe: epochs must be at least 1, got 0."),
+    ("finetune", ["--batch-size", "0"], "Invalid fine-tuning recipe: batch_size must be at least 1, got 0."),
     ("finetune", ["--lr", "-1"], "Invalid fine-tuning recipe: lr must be greater than 0, got -1.0"),
     ("finetune", ["--num-workers", "-1"], "num_workers (--num-workers) must be at least 0, got -1."),
     ("knn", ["--model", "aps_vit_tinyy_patch2_32"], "Unknown model 'aps_vit_tinyy_patch2_32'. Did you mean:"),
@@ -67,11 +67,42 @@ def test_bad_options_exit_2_with_one_line(command, extra, first_line, tmp_path, 
 @pytest.mark.parametrize("extra, first_line", PRETRAIN_CASES, ids=[" ".join(a) for a, _ in PRETRAIN_CASES])
 def test_bad_pretrain_options_exit_2_with_one_line(extra, first_line, tmp_path, capsys):
     code = pretrain.main(["--method", "aps", "--profile", "quick", "--data", str(tmp_path / "data"),
-                          "--output", str(tmp_path / "run"), *extra])
+                          "--output", str(tmp_path / "run"), *extra], prog="sslzoo pretrain")
     err = capsys.readouterr().err
     assert code == 2
-    assert err.splitlines() == [f"error: {first_line}"]
+    assert err.splitlines() == [f"sslzoo pretrain: error: {first_line}"]
     assert not (tmp_path / "run").exists()
+
+
+# a wrong choice: one line naming the flag, the close names first, then every choice; no usage block
+CHOICE_CASES = [
+    (["pretrain", "--method", "nonsense"], "sslzoo pretrain: error: argument --method: invalid choice 'nonsense'"
+     " (choose from mocov3, dino, aps, patchmix, ccrop, adclr)"),
+    (["pretrain", "--method", "mocov"], "sslzoo pretrain: error: argument --method: invalid choice 'mocov'; did you"
+     " mean 'mocov3'? (choose from mocov3, dino, aps, patchmix, ccrop, adclr)"),
+    (["pretrain", "--data-mode", "bogus"], "sslzoo pretrain: error: argument --data-mode: invalid choice 'bogus'"
+     " (choose from auto, memory, stream)"),
+    (["pretrain", "--cpu-allocator", "bogus"], "sslzoo pretrain: error: argument --cpu-allocator: invalid choice"
+     " 'bogus' (choose from retain, system)"),
+    (["publish"], "sslzoo publish: error: the following arguments are required: run_dir, --output"),
+    (["knn", "--model", TINY, "--pool", "clss"], "sslzoo knn: error: argument --pool: invalid choice 'clss'; did you"
+     " mean 'cls'? (choose from cls, avg, cls+avg, last4)"),
+    (["finetune", "--model", TINY, "--data", "d", "--output", "o", "--recipe", "beat"], "sslzoo finetune: error:"
+     " argument --recipe: invalid choice 'beat'; did you mean 'beit'? (choose from aps-cifar, patchmix-cifar, beit,"
+     " adclr, default)"),
+    (["lst"], "sslzoo: error: argument COMMAND: invalid choice 'lst'; did you mean 'list'? (choose from"),
+]
+
+
+@pytest.mark.parametrize("argv, line", CHOICE_CASES, ids=[" ".join(a[:3]) for a, _ in CHOICE_CASES])
+def test_a_bad_choice_is_one_line_with_close_names(argv, line, capsys):
+    with pytest.raises(SystemExit) as e:
+        if argv[0] in ("pretrain", "publish"):  # the training programs, as `sslzoo pretrain` runs them
+            (pretrain if argv[0] == "pretrain" else publish).main(argv[1:], prog=f"sslzoo {argv[0]}")
+        else:
+            cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith(line), err
 
 
 def test_a_bad_option_as_a_real_process(tmp_path):
@@ -79,7 +110,7 @@ def test_a_bad_option_as_a_real_process(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == ["sslzoo knn: error: k (--k) must be at least 1, got 0."]
-    proc = subprocess.run([sys.executable, "-m", "training.pretrain", "--method", "aps", "--batch-size", "0"],
+    proc = subprocess.run([sys.executable, "-m", "sslzoo.cli", "pretrain", "--method", "aps", "--batch-size", "0"],
                           capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 2
-    assert proc.stderr.splitlines() == ["error: batch_size (--batch-size) must be at least 1, got 0."]
+    assert proc.stderr.splitlines() == ["sslzoo pretrain: error: batch_size (--batch-size) must be at least 1, got 0."]

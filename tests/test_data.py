@@ -224,6 +224,17 @@ def test_missing_root_says_what_is_expected(tmp_path: Path) -> None:
         decoded_split(tmp_path / "nope", "train")
 
 
+def test_a_file_given_as_the_dataset_is_called_a_file(tmp_path: Path, capsys) -> None:
+    from sslzoo import cli
+
+    image = tmp_path / "cat.jpg"
+    image.write_bytes(b"not a folder")
+    with pytest.raises(DatasetNotFoundError, match=r"cat\.jpg is a file, not a dataset folder\. Expected an ImageFolder"):
+        decoded_split(image, "train")
+    assert cli.main(["knn", "--model", "dino_vit_tiny_patch4_32", "--random-init", "--data", str(image)]) == 2
+    assert "is a file, not a dataset folder" in capsys.readouterr().err
+
+
 def test_empty_folders_are_named(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetFormatError, match="no class folders"):

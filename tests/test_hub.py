@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 from timm.models import PretrainedCfg
 
 import sslzoo
-from sslzoo import card, files, hub, registry
+from sslzoo import card, cli, files, hub, registry
 from sslzoo.errors import ChecksumError, CheckpointFormatError, UnsafeCheckpointError, WeightsNotFoundError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -106,8 +106,8 @@ def test_tampered_folder_is_refused(tmp_path):
 
 def test_truncated_file_is_refused(tmp_path):
     folder = sslzoo.save_pretrained(sslzoo.create_model(ARCH), tmp_path / "f")
-    weights = folder / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:1000])
+    weights = tmp_path / "truncated.safetensors"  # outside its folder, whose recorded hash would refuse it first
+    weights.write_bytes((folder / "model.safetensors").read_bytes()[:1000])
     with pytest.raises(CheckpointFormatError):
         sslzoo.create_model(ARCH, pretrained_file=weights)
 
@@ -276,7 +276,7 @@ def _pinned_entry(monkeypatch, folder: Path) -> str:
     return pin
 
 
-def test_pretrained_file_folder_is_held_to_its_own_hash_and_to_the_tags_pin(tmp_path, monkeypatch):
+def test_pretrained_file_folder_is_held_to_its_own_hash_and_to_the_tags_pin(tmp_path, monkeypatch, capsys):
     folder = sslzoo.save_pretrained(sslzoo.create_model(ARCH), tmp_path / "f")
     pin = _pinned_entry(monkeypatch, folder)
     reference = _out(sslzoo.create_model(f"{ARCH}.test", pretrained_file=folder), _x())  # the pinned file loads
@@ -287,6 +287,15 @@ def test_pretrained_file_folder_is_held_to_its_own_hash_and_to_the_tags_pin(tmp_
         with pytest.raises(ChecksumError, match="records") as e:
             sslzoo.create_model(name, pretrained_file=folder)
         assert tampered in str(e.value) and pin in str(e.value)
+    # the weight file given by itself is held to the hash its folder records, on every path (and the CLI's)
+    for name in (f"{ARCH}.test", ARCH, "vit_tiny_patch16_224"):
+        with pytest.raises(ChecksumError, match="records") as e:
+            sslzoo.create_model(name, pretrained_file=folder / "model.safetensors")
+        assert tampered in str(e.value) and pin in str(e.value)
+    with pytest.raises(ChecksumError, match="records"):  # timm's own spelling of a weight file
+        timm.create_model(ARCH, pretrained=True, pretrained_cfg_overlay=dict(file=str(folder / "model.safetensors")))
+    assert cli.main(["knn", "--model", ARCH, "--pretrained-file", str(folder / "model.safetensors")]) == 2
+    assert "records" in capsys.readouterr().err
     # a folder re-written around other weights is consistent with itself, but it is not the file the tag pins
     other = sslzoo.save_pretrained(sslzoo.create_model(ARCH, drop_path_rate=0.0), tmp_path / "other")
     with pytest.raises(ChecksumError, match=f"pins {pin}") as e:
@@ -322,3 +331,31 @@ def test_written_files_respect_the_umask(tmp_path):
         os.umask(old)
     written = [*folder.iterdir(), tmp_path / "cache" / "features.safetensors", tmp_path / "checkpoint.pt"]
     assert {f.name: oct(f.stat().st_mode & 0o777) for f in written} == {f.name: "0o644" for f in written}
+
+
+def test_an_unreachable_hub_fails_within_seconds_and_says_how_to_work_offline(tmp_path, monkeypatch):
+    """No network, as a server that accepts connections and never answers: the short check, not half a minute."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes the connections; nothing ever reads or answers them
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    env = dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{silent.getsockname()[1]}")
+    script = (
+        "import time\nfrom sslzoo import hub, registry\nfrom sslzoo.errors import WeightsNotFoundError\n"
+        "start = time.perf_counter()\ntry:\n    hub.locate_registered(registry.resolve('aps_vit_b'))\n"
+        "except WeightsNotFoundError as e:\n    print(f'{time.perf_counter() - start:.1f}')\n    print(e)\n"
+    )
+    try:
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail("no answer after 90 s: the hub's own timeouts and retries were waited out")
+    finally:
+        silent.close()
+    seconds, message = proc.stdout.split("\n", 1)
+    assert float(seconds) < 10, proc.stdout  # the check gives up after 3 s
+    assert "gave no answer within 3 s" in message and "HF_HUB_OFFLINE=1" in message and "sslzoo download" in message

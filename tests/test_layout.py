@@ -18,10 +18,10 @@ MAX_LINES = 400
 # lowest first; a module belongs to the first layer one of whose prefixes it starts with (longest prefix wins)
 LAYERS: list[tuple[str, ...]] = [
     ("sslzoo.errors", "sslzoo.preprocessing", "sslzoo.validation", "sslzoo.notices", "sslzoo.cache",
-     "sslzoo.atomic", "sslzoo.cpu_allocator"),
+     "sslzoo.atomic", "sslzoo.cpu_allocator", "sslzoo.command_line"),
     ("sslzoo.registry",),
     ("sslzoo.files", "sslzoo.vit", "sslzoo.card", "sslzoo.runlog", "sslzoo.download", "sslzoo.pins",
-     "sslzoo.timm_compat", "sslzoo.pretrained_cfg"),
+     "sslzoo.timm_compat", "sslzoo.pretrained_cfg", "sslzoo.hf_reachable"),
     ("sslzoo.release_files",),
     ("sslzoo.hub",),
     ("sslzoo.hub_folder",),

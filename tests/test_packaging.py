@@ -50,7 +50,7 @@ def test_the_wheel_and_the_sdist_carry_the_licence(tmp_path: Path) -> None:
     project = _pyproject()["project"]
     assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
     src = tmp_path / "src"
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
         src.mkdir(exist_ok=True)
         shutil.copy(REPO / name, src / name)
     for name in ("src", "training"):
@@ -67,3 +67,19 @@ def test_the_wheel_and_the_sdist_carry_the_licence(tmp_path: Path) -> None:
     assert "License-Expression: Apache-2.0" in metadata and "License-File: LICENSE" in metadata
     with tarfile.open(src / "dist" / sdist_name) as sdist:
         assert sdist.extractfile("sslzoo-0.1.0/LICENSE").read().decode() == licence
+
+
+def test_a_folder_named_sslzoo_in_the_current_directory_does_not_shadow_the_install(tmp_path: Path) -> None:
+    """From a clone's parent folder, the clone (``sslzoo/``, no ``__init__.py``) is not taken for the package."""
+    import subprocess
+    import sys
+
+    (tmp_path / "sslzoo" / "src").mkdir(parents=True)  # the layout of a clone named sslzoo, seen from its parent
+    script = ("import sslzoo, sslzoo.training, sslzoo.registry\n"
+              "print(sslzoo.__file__, 'create_model' in dir(sslzoo),"
+              " sslzoo.registry.resolve('aps_vit_t').full_name)")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    file, has_create_model, resolved = proc.stdout.split()
+    assert file != "None" and Path(file).name == "__init__.py" and not Path(file).is_relative_to(tmp_path)
+    assert has_create_model == "True" and resolved.startswith("aps_vit_tiny_patch2_32.")

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from sslzoo.command_line import CommandParser
 from sslzoo.cpu_allocator import ALLOCATOR_MODES
 from sslzoo.errors import SslzooError
 from sslzoo.runlog import AMP_MODES
@@ -150,7 +151,7 @@ def set_dotted(cfg: dict[str, Any], assignment: str) -> None:
 
 
 def parser(prog: str = "sslzoo pretrain") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog,
+    p = CommandParser(prog=prog,
                                 description="Self-supervised pre-training of a ViT with a recipe and overrides.")
     p.add_argument("--recipe", help="recipe name in training/recipes or a YAML path (default: the method's recipe)")
     p.add_argument("--method", choices=list(METHODS))

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import yaml
 
+from sslzoo.command_line import EXIT_FAILED, report_error
 from sslzoo.cpu_allocator import retain_freed_memory
 from sslzoo.errors import SslzooError
 from sslzoo.notices import show_notices
@@ -169,11 +170,9 @@ def main(argv: list[str] | None = None, prog: str = "sslzoo pretrain") -> int:
             print(f"done: {tr.iteration} iterations in {tr.elapsed:.1f} s; run folder {tr.run_dir}")
         return 0
     except NonFiniteLossError as e:  # the run itself failed; its last good checkpoint is kept
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return report_error(prog, e, EXIT_FAILED)
     except SslzooError as e:  # the recipe, a flag, the data or the run folder: the user can fix it
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report_error(prog, e)
     finally:
         distributed.shutdown()
 

@@ -12,7 +12,6 @@ as "recipe: ...".
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 
 import torch
 
+from sslzoo.command_line import CommandParser, report_error
 from sslzoo.errors import SslzooError
 from sslzoo.files import save_safetensors
 from sslzoo.hub_folder import save_pretrained
@@ -169,7 +169,7 @@ def publish(run_dir: str | Path, output: str | Path, *, name: str | None = None,
 
 def main(argv: list[str] | None = None, prog: str = "sslzoo publish") -> int:
     """The program (also ``sslzoo publish``); returns its exit status."""
-    p = argparse.ArgumentParser(prog=prog, description="Turn a training run into a hub folder.")
+    p = CommandParser(prog=prog, description="Turn a training run into a hub folder.")
     p.add_argument("run_dir")
     p.add_argument("--output", required=True, help="hub folder to write")
     p.add_argument("--name", help="model name recorded in config.json and the card (default: the folder name)")
@@ -178,8 +178,7 @@ def main(argv: list[str] | None = None, prog: str = "sslzoo publish") -> int:
     try:
         out = publish(args.run_dir, args.output, name=args.name, full=not args.no_full)
     except SslzooError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return report_error(prog, e)
     print(f"wrote {out}")
     return 0
 

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from . import registry
+from .command_line import EXIT_FAILED, EXIT_USAGE, CommandParser, report_error  # noqa: F401 - EXIT_USAGE: cli.EXIT_*
 from .errors import SslzooError
 from .eval.commands import add_eval_commands
 from .notices import show_notices
 from .validation import InvalidOptionError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK = 0
 
 # Programs other installed packages add as sub-commands (``[project.entry-points."sslzoo.commands"]``): the training
 # programs sit above the library in the import flow, so the library finds them by name instead of importing them.
@@ -206,7 +207,7 @@ def _cmd_attention(args: argparse.Namespace) -> int:
 
 
 def build_parser(plugins: Optional[dict] = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="sslzoo",
         description="Self-supervised ViTs by name: list, inspect, fetch, verify and evaluate checkpoints.",
     )
@@ -281,8 +282,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return func(args)
     except SslzooError as e:
-        print(f"sslzoo {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return report_error(f"sslzoo {args.command}", e)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -16,6 +16,7 @@ an error naming both hashes.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Optional
@@ -24,7 +25,10 @@ from . import registry
 from .errors import ChecksumError, WeightsNotFoundError
 from .download import download
 from .files import PathLike, cache_dir, sha256_file
+from .hf_reachable import OFFLINE_HINT, hf_offline, offline_reason
 from .release_files import find_release_file
+
+_logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 FULL_WEIGHTS_NAME = "full.safetensors"
@@ -37,10 +41,6 @@ def local_hub_dirs() -> list[Path]:
     """Local hub folders in resolution order: ``$SSLZOO_HUB`` entries, then the shipped one."""
     env = [Path(p).expanduser() for p in os.environ.get("SSLZOO_HUB", "").split(os.pathsep) if p]
     return env + [SHIPPED_HUB]
-
-
-def hf_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def hf_cache_dir() -> Path:
@@ -72,10 +72,12 @@ def verify_sha256(path: PathLike, expected: Optional[str], *, recorded_in: Optio
 
 
 def hf_download(repo_id: str, filename: str, *, revision: Optional[str] = None) -> Path:
-    """Fetch one file through ``huggingface_hub`` (its cache first; the network unless ``HF_HUB_OFFLINE``)."""
+    """Fetch one file through ``huggingface_hub``: its cache first; the network unless ``HF_HUB_OFFLINE`` is set or
+    the hub gives no answer to a short check (:mod:`sslzoo.hf_reachable`)."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
+    offline = offline_reason()
     try:
         return Path(
             hf_hub_download(
@@ -83,13 +85,14 @@ def hf_download(repo_id: str, filename: str, *, revision: Optional[str] = None) 
                 filename,
                 revision=revision,
                 cache_dir=hf_cache_dir(),
-                local_files_only=hf_offline(),
+                local_files_only=offline is not None,
             )
         )
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError, ValueError) as e:
-        where = "the local Hugging Face cache (HF_HUB_OFFLINE is set)" if hf_offline() else "the Hugging Face hub"
+        where = f"the local Hugging Face cache ({offline})" if offline else "the Hugging Face hub"
         raise WeightsNotFoundError(
             f"hf-hub:{repo_id}/{filename} could not be fetched from {where} ({type(e).__name__})."
+            + (f" {OFFLINE_HINT}" if offline else "")
         ) from e
 
 
@@ -163,6 +166,13 @@ def _unnamed_release(w: registry.Weights) -> bool:
     return bool(w.convert_from) and w.hf_filename is None
 
 
+def _listed_name(resolved: registry.Resolved, w: registry.Weights) -> str:
+    """The entry's file in its repository's listing: its size, data and epochs in its layout's naming."""
+    assert w.hf_hub_id and w.convert_from
+    return find_release_file(w.hf_hub_id, size=resolved.architecture.size.name, dataset=w.pretrain_data,
+                             epochs=w.pretrain_epochs, offline=offline_reason(), layout=w.convert_from)
+
+
 def locate_registered(resolved: registry.Resolved) -> tuple[Path, str]:
     """Find the weight file of a registry entry, following the resolution order. Returns (path, source)."""
     w = resolved.weights
@@ -178,8 +188,7 @@ def locate_registered(resolved: registry.Resolved) -> tuple[Path, str]:
     if w.hf_hub_id and _unnamed_release(w):
         # the README names no file: the repository's listing is searched for this entry's size, data and epochs
         try:
-            name = find_release_file(w.hf_hub_id, size=resolved.architecture.size.name, dataset=w.pretrain_data,
-                                     epochs=w.pretrain_epochs, offline=hf_offline())
+            name = _listed_name(resolved, w)
             return hf_download(w.hf_hub_id, name), f"hf-hub:{w.hf_hub_id}/{name}"
         except WeightsNotFoundError as e:
             tried.append(f"{e} (sslzoo records no file name for this entry: the authors' README lists none)")
@@ -188,6 +197,17 @@ def locate_registered(resolved: registry.Resolved) -> tuple[Path, str]:
             return hf_download(w.hf_hub_id, w.hf_filename or w.filename), f"hf-hub:{w.hf_hub_id}"
         except WeightsNotFoundError as e:
             tried.append(str(e))
+        if w.convert_from and w.hf_filename:  # a name from an authors' README may be wrong: the listing has the file
+            try:
+                name = _listed_name(resolved, w)
+                if name != w.hf_filename:  # else the name was right and the file could not be fetched
+                    path = hf_download(w.hf_hub_id, name)
+                    _logger.warning("%s: the registry's %s is not in hf-hub:%s; using %s, the repository's file for"
+                                    " that size, data and epochs.", resolved.full_name, w.hf_filename, w.hf_hub_id,
+                                    name)
+                    return path, f"hf-hub:{w.hf_hub_id}/{name} (listed; the registry names {w.hf_filename})"
+            except WeightsNotFoundError as e:
+                tried.append(f"{e} (the repository's listing, searched because {w.hf_filename} was not found)")
     if w.url:
         try:
             return download_url(w.url, f"{resolved.full_name}-{Path(w.url).name}"), w.url

@@ -129,7 +129,7 @@ def open_given(pretrained_file: PathLike) -> GivenWeights:
     """A ``pretrained_file=``: the file itself, or the weights of a folder, hashed once.
 
     A hub folder (one with ``config.json``) is verified against the sha256 it records, so a damaged folder is refused
-    whichever model name it is given for.
+    whichever model name it is given for; so is its weight file given by itself (``FOLDER/model.safetensors``).
     """
     given = Path(pretrained_file).expanduser()
     if given.is_dir() and (given / CONFIG_NAME).is_file():
@@ -137,12 +137,26 @@ def open_given(pretrained_file: PathLike) -> GivenWeights:
         path = folder.weights_path
         if not path.is_file():
             raise WeightsNotFoundError(f"The hub folder {given} has no {path.name}.")
-        sha = verify_sha256(path, folder.sslzoo_cfg.get("sha256"), recorded_in=given / CONFIG_NAME)
-        return GivenWeights(path, sha, folder)
+        return _verified(folder, path)
     path = given / WEIGHTS_NAME if given.is_dir() else given
     if not path.is_file():
         raise WeightsNotFoundError(f"pretrained_file {path} does not exist.")
-    return GivenWeights(path, sha256_file(path))
+    folder = _recording_folder(path)
+    return _verified(folder, path) if folder is not None else GivenWeights(path, sha256_file(path))
+
+
+def _verified(folder: HubFolder, path: Path) -> GivenWeights:
+    sha = verify_sha256(path, folder.sslzoo_cfg.get("sha256"), recorded_in=folder.root / CONFIG_NAME)
+    return GivenWeights(path, sha, folder)
+
+
+def _recording_folder(path: Path) -> Optional[HubFolder]:
+    """The hub folder whose ``config.json`` records a sha256 for the weight file ``path``, if it sits in one."""
+    if not (path.parent / CONFIG_NAME).is_file():
+        return None
+    folder = HubFolder.open(f"local-dir:{path.parent}")
+    recorded = folder.sslzoo_cfg.get("sha256") and folder.weights_path.resolve() == path.resolve()
+    return folder if recorded else None
 
 
 def push_to_hub(

@@ -40,10 +40,11 @@ def _create_registered(
     weights = resolved.weights if pretrained else None
     model_args = dict(arch.model_args, **(weights.model_args if weights else {}), **kwargs)
     model_args["num_classes"] = num_classes or 0
+    # the weights first: a missing or damaged file is reported before seconds go into building a large ViT
+    loaded = load_registered_weights(resolved, pretrained_file=pretrained_file) if pretrained else None
     model = build_vit(model_args, norm_eps=arch.method.norm_eps, pos_embed=arch.method.pos_embed)
     sha = None
-    if pretrained:
-        loaded = load_registered_weights(resolved, pretrained_file=pretrained_file)
+    if loaded is not None:
         sd = adapt_input_channels(loaded.state_dict, model.patch_embed.proj.in_channels)
         load_weights(model, sd, source=str(loaded.path))
         sha = loaded.sha256

@@ -44,7 +44,10 @@ def _entrypoint(arch_name: str) -> Callable[..., Any]:
         if isinstance(pretrained_cfg, dict):
             tag = pretrained_cfg.get("tag")
         name = f"{arch_name}.{tag}" if tag else arch_name
-        return create_model(name, pretrained=pretrained, pretrained_cfg_overlay=pretrained_cfg_overlay, **kwargs)
+        overlay = dict(pretrained_cfg_overlay or {})
+        file = overlay.pop("file", None)  # timm's way to name a weight file: checked as pretrained_file= is
+        return create_model(name, pretrained=pretrained, pretrained_file=file if pretrained else None,
+                            pretrained_cfg_overlay=overlay or None, **kwargs)
 
     create.__name__ = create.__qualname__ = arch_name
     create.__module__ = __name__

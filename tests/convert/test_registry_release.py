@@ -178,3 +178,34 @@ def test_the_aps_release_is_found_in_the_repository_listing(tmp_path, monkeypatc
     with pytest.raises(WeightsNotFoundError) as e:
         sslzoo.create_model("aps_vit_base_patch2_32.authors_cifar100_3200ep", pretrained=True)
     assert "no pre-training file for base, CIFAR-100, 3200 epochs" in str(e.value) and name in str(e.value)
+
+
+def test_a_patchmix_file_missing_under_its_readme_name_is_found_in_the_listing(tmp_path, monkeypatch, conversions,
+                                                                                caplog):
+    """The README's names have mistakes: a name the repository lacks falls back to its listing, and says so."""
+    from sslzoo import pins, release_files
+
+    entry = "patchmix_vit_tiny_patch2_32.authors_cifar100"
+    w = registry.resolve(entry).weights
+    assert w.hf_filename == "pretrain/cifar100/vit-tiny-800-68.8.pth"  # the README's name
+    real = "pretrain/cifar100/vit-tiny-800-68.9.pth"  # the repository's (mocked) name for the same checkpoint
+    listing = ["README.md", "pretrain/cifar10/vit-tiny-800-92.9.pth", real, "finetune/cifar100/vit-tiny-800-84.6.pth",
+               "pretrain/imagenet-1k/vit-small-300-73.3.pth"]
+    monkeypatch.setattr("huggingface_hub.list_repo_files", lambda repo_id: listing)
+    release_files.repo_files(w.hf_hub_id, offline=False)  # read once online; offline (HF_HUB_OFFLINE) from here on
+    path, model = patchmix_checkpoint(tmp_path, momentum=False, **VIT_T2)
+    _put_in_hf_cache(tmp_path / "hf", w.hf_hub_id, real, path)
+    x = images(n=2)
+    with torch.no_grad():
+        ref = model.base_encoder.features(x)
+    with caplog.at_level("INFO", logger="sslzoo"):
+        assert relative_error(_features(entry, x, pretrained=True), ref) <= 1e-5
+    assert f"the registry's {w.hf_filename} is not in hf-hub:{w.hf_hub_id}; using {real}" in caplog.text
+    assert real in pins.first_use_pin(entry)["source"] and len(conversions) == 1
+    # the README spells the ImageNet folder two ways; either matches
+    assert release_files.match_release(listing, size="small", dataset="ImageNet-1K", epochs=300,
+                                       layout="patchmix") == "pretrain/imagenet-1k/vit-small-300-73.3.pth"
+    # no file for the entry at all: the README's name and the searched pattern are both in the message
+    with pytest.raises(WeightsNotFoundError) as e:
+        sslzoo.create_model("patchmix_vit_base_patch2_32.authors_cifar100", pretrained=True)
+    assert "vit-base-800-75.7.pth" in str(e.value) and "pretrain/cifar100/vit-base-800-*.pth" in str(e.value)

@@ -107,6 +107,36 @@ def test_cli_user_errors(tmp_path):
     assert proc.returncode == 2 and "--random-init" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def _one_class_folder(root, per_split=(4, 2)):
+    for split, n in zip(("train", "test"), per_split):
+        (root / split / "cat").mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(root / split / "cat" / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("command", ["knn", "linear"])
+def test_a_single_class_is_refused_not_scored_100(command, model_dir, tmp_path, capsys):
+    data = _one_class_folder(tmp_path / "one")
+    code = cli.main([command, "--model", f"local-dir:{model_dir}", "--data", str(data), "--epochs" if command ==
+                     "linear" else "--k", "1"])
+    err = capsys.readouterr()
+    assert code == 2 and "100.00" not in err.out
+    assert err.err.splitlines()[-1] == (f"sslzoo {command}: error: {data} has 1 class with training images (cat): an"
+                                        " accuracy needs at least two classes (one folder per class under train/"
+                                        " and test/).")  # the last line: a decoding notice may come first
+
+
+def test_test_classes_without_training_images_are_refused():
+    from sslzoo.data import ClassesError, check_classes
+
+    check_classes(torch.tensor([0, 1, 1]), [1, 0], ["a", "b", "c"], "d")  # fine
+    with pytest.raises(ClassesError, match="the test classes c have no training images"):
+        check_classes(torch.tensor([0, 1, 1]), [1, 2], ["a", "b", "c"], "d")
+    with pytest.raises(ClassesError, match="d has 1 class with training images \\(b\\)"):
+        check_classes([1, 1], [1], ["a", "b"], "d")
+
+
 def test_k_larger_than_the_bank_is_clamped_with_a_notice(model_dir, caplog, capsys, tmp_path):
     name = f"local-dir:{model_dir}"
     with caplog.at_level("WARNING", logger="sslzoo.eval.knn"):
@@ -130,6 +160,7 @@ def test_features_file_records_what_the_features_depend_on(model_dir, tmp_path):
         meta = f.metadata()
     model = sslzoo.create_model(name)
     file_sha = json.loads((model_dir / "config.json").read_text())["sslzoo"]["sha256"]
-    assert meta["model"] == name and file_sha[:12] in meta["weights"]
-    assert meta["weights_sha256"] == weights_sha256(model)
+    assert meta["model"] == name and file_sha[:12] in meta["weights_source"]
+    assert meta["weights_file_sha256"] == file_sha and meta["state_dict_sha256"] == weights_sha256(model)
+    assert "weights" not in meta and "weights_sha256" not in meta  # two unlabelled hashes no more
     assert meta["transform"] == eval_transform(model).describe() and meta["splits"] == "test"

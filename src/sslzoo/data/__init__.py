@@ -11,6 +11,7 @@ from __future__ import annotations
 from PIL import Image  # noqa: F401 - tests patch Image.open here
 
 from .binary import STL10_CLASSES
+from .classes import ClassesError, check_classes
 from .decode import (FORMAT_VERSION, IMAGE_EXTENSIONS, DatasetFormatError, DatasetNotFoundError, DecodedSplit,
                      MixedImageSizesError, UnreadableImagesError, pil_to_uint8)
 from .datasets import (NAMED_DATASETS, SAMPLE_ARCHIVE, DecodedDataset, ImageFileDataset, decoded_split,
@@ -18,7 +19,8 @@ from .datasets import (NAMED_DATASETS, SAMPLE_ARCHIVE, DecodedDataset, ImageFile
 from .transforms import EvalTransform, eval_transform
 
 __all__ = [
-    "FORMAT_VERSION", "IMAGE_EXTENSIONS", "NAMED_DATASETS", "SAMPLE_ARCHIVE", "STL10_CLASSES", "DatasetFormatError",
-    "DatasetNotFoundError", "DecodedDataset", "DecodedSplit", "EvalTransform", "ImageFileDataset",
-    "MixedImageSizesError", "UnreadableImagesError", "decoded_split", "embedded_sample", "eval_transform", "open_dataset", "pil_to_uint8",
+    "FORMAT_VERSION", "IMAGE_EXTENSIONS", "NAMED_DATASETS", "SAMPLE_ARCHIVE", "STL10_CLASSES", "ClassesError",
+    "DatasetFormatError", "DatasetNotFoundError", "DecodedDataset", "DecodedSplit", "EvalTransform", "ImageFileDataset",
+    "MixedImageSizesError", "UnreadableImagesError", "check_classes", "decoded_split", "embedded_sample",
+    "eval_transform", "open_dataset", "pil_to_uint8",
 ]

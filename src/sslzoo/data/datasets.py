@@ -70,6 +70,8 @@ def decoded_split(
     if str(root) in NAMED_DATASETS and not Path(root).exists():
         root = _named_root(str(root))
     root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise DatasetNotFoundError(f"{root} is a file, not a dataset folder. Expected {FORMATS_HINT}.")
     if not root.is_dir():
         raise DatasetNotFoundError(f"Dataset folder {root} does not exist. Expected {FORMATS_HINT}.")
     binary = binary_format(root)
@@ -101,7 +103,7 @@ class DecodedDataset(Dataset):
     def __init__(self, split: DecodedSplit, transform: Optional[Callable[[torch.Tensor], Any]] = None) -> None:
         self.split = split
         self.transform = transform
-        self.classes = split.classes
+        self.classes, self.labels = split.classes, split.labels
         self.fingerprint = split.fingerprint
 
     def __len__(self) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..validation import int_at_least
 from .finetune_cli import add_finetune_arguments, run_from_args
+from .options import check_knn_eval_options, check_linear_eval_options
 from .protocol_names import KNN_PRESETS, POOLS, SAMPLE
 
 
@@ -28,9 +29,9 @@ def _header(result: dict[str, Any]) -> str:
 
 
 def _cmd_knn(args: argparse.Namespace) -> int:
-    from .protocols import check_knn_eval_options, knn_eval, load_for_eval
-
     check_knn_eval_options(preset=args.preset, k=args.k, temperature=args.temperature, batch_size=args.batch_size)
+    from .protocols import knn_eval, load_for_eval  # torch, timm, faiss: after the options are known to be good
+
     loaded = load_for_eval(args.model, random_init=args.random_init, pretrained_file=args.pretrained_file)
     result = knn_eval(loaded, args.data, preset=args.preset, k=args.k, temperature=args.temperature, pool=args.pool,
                       batch_size=args.batch_size, cache=not args.no_cache, device=args.device)
@@ -45,12 +46,12 @@ def _cmd_knn(args: argparse.Namespace) -> int:
 
 
 def _cmd_linear(args: argparse.Namespace) -> int:
-    from .protocols import check_linear_eval_options, linear_eval, load_for_eval
-
     kwargs = dict(epochs=args.epochs, seed=args.seed)
     if args.lrs is not None:
         kwargs["lrs"] = tuple(args.lrs)
     check_linear_eval_options(batch_size=args.batch_size, **kwargs)
+    from .protocols import linear_eval, load_for_eval  # torch, timm: after the options are known to be good
+
     loaded = load_for_eval(args.model, random_init=args.random_init, pretrained_file=args.pretrained_file)
     result = linear_eval(loaded, args.data, pool=args.pool, batch_size=args.batch_size, cache=not args.no_cache,
                          device=args.device, **kwargs)
@@ -65,9 +66,9 @@ def _cmd_linear(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from .protocols import load_for_eval, save_features
-
     int_at_least("batch_size", args.batch_size)
+    from .protocols import load_for_eval, save_features  # torch, timm: after the options are known to be good
+
     loaded = load_for_eval(args.model, random_init=args.random_init, pretrained_file=args.pretrained_file)
     result = save_features(loaded, args.data, args.output, splits=args.splits, pool=args.pool,
                            batch_size=args.batch_size, device=args.device)

@@ -43,10 +43,10 @@ from ..files import load_checkpoint, save_torch_atomic, write_text_atomic
 from ..hub_folder import save_pretrained
 from ..models import create_model
 from ..runlog import CsvLog, amp_dtype as amp_dtype_for, autocast, differing_settings, resolve_device
-from ..validation import int_at_least
 from .finetune_card import card_fields, describe_finetuned
 from .finetune_data import Mapped, image_size, open_splits, prepare_model_config, subset, train_transform
-from .finetune_recipes import FinetuneError, FinetuneRecipe, resolve_recipe
+from .finetune_recipes import (FinetuneError, FinetuneRecipe, check_finetune_options,
+                               resolve_recipe)  # noqa: F401 - resolve_recipe: re-exported
 
 _logger = logging.getLogger(__name__)
 
@@ -269,15 +269,13 @@ def finetune(
         ``model``: the fine-tuned model (last epoch), in eval mode.
 
     Raises:
-        FinetuneError: invalid recipe values, a dataset with fewer than two classes or fewer images than a batch,
-            an existing run in ``output`` without ``resume``, or a checkpoint of a different run.
+        FinetuneError: invalid recipe values, a dataset with fewer images than a batch, an existing run in
+            ``output`` without ``resume``, or a checkpoint of a different run.
         sslzoo.data.DatasetNotFoundError: no such dataset folder or split.
+        sslzoo.data.ClassesError: fewer than two classes in train, or test classes without training images.
     """
-    rec = resolve_recipe(recipe, **recipe_overrides)
-    int_at_least("num_workers", num_workers, 0)
-    for name, value in (("limit_train", limit_train), ("limit_test", limit_test),
-                        ("max_steps_per_epoch", max_steps_per_epoch)):
-        int_at_least(name, value)
+    rec = check_finetune_options(recipe, num_workers=num_workers, limit_train=limit_train, limit_test=limit_test,
+                                 max_steps_per_epoch=max_steps_per_epoch, **recipe_overrides)
     out = Path(output).expanduser()
     ckpt_path = out / CHECKPOINT_NAME
     if ckpt_path.is_file() and not resume:

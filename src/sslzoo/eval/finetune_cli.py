@@ -9,7 +9,7 @@ import argparse
 from typing import Any, Callable
 
 from ..cpu_allocator import retain_freed_memory
-from .finetune_recipes import FINETUNE_RECIPES, NORMALIZATIONS, TRAIN_CROPS
+from .finetune_recipes import FINETUNE_RECIPES, NORMALIZATIONS, TRAIN_CROPS, check_finetune_options
 
 # recipe fields that have a flag: name -> (type, help)
 _RECIPE_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
@@ -74,12 +74,15 @@ def finetune_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run ``sslzoo finetune`` from flags parsed by a parser set up with :func:`add_finetune_arguments`."""
-    from ..runlog import resolve_device
+    kwargs = finetune_kwargs_from_args(args)
+    check_finetune_options(kwargs["recipe"], **{name: kwargs[name] for name in (
+        "num_workers", "limit_train", "limit_test", "max_steps_per_epoch", *_RECIPE_FLAGS)})
+    from ..runlog import resolve_device  # torch, timm: after the options are known to be good
     from .finetune import finetune
 
     if resolve_device(args.device).type == "cpu":
         retain_freed_memory()  # the command owns its process: each step's activations stay mapped (cpu_allocator)
-    results = finetune(args.model, args.data, **finetune_kwargs_from_args(args))
+    results = finetune(args.model, args.data, **kwargs)
     print(
         f"{results['protocol']} on {results['data']}: best top-1 {results['best_top1']:.2f} (epoch"
         f" {results['best_epoch']}), last top-1 {results['last_top1']:.2f} after {results['epochs']} epochs"

@@ -14,7 +14,7 @@ from torchvision import transforms
 
 from .. import data as sslzoo_data
 from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD
-from .finetune_recipes import FinetuneError, FinetuneRecipe
+from .finetune_recipes import FinetuneRecipe
 
 
 def subset(dataset: Dataset, limit: Optional[int], seed: int) -> Dataset:
@@ -109,10 +109,5 @@ class Mapped(Dataset):
 def open_splits(data: Union[str, os.PathLike]) -> tuple[Dataset, Dataset, list[str]]:
     train = sslzoo_data.open_dataset(data, "train")
     test = sslzoo_data.open_dataset(data, "test")
-    classes = list(train.classes)
-    if len(classes) < 2:
-        raise FinetuneError(
-            f"{data} has {len(classes)} class ({', '.join(classes)}); a classifier needs at least two class folders"
-            " (one folder per class under train/ and test/)."
-        )
-    return train, test, classes
+    sslzoo_data.check_classes(train.labels, test.labels, train.classes, data)
+    return train, test, list(train.classes)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from ..errors import SslzooError
+from ..validation import int_at_least
 
 TRAIN_CROPS = ("random-crop", "random-resized-crop")
 NORMALIZATIONS = ("imagenet", "model")
@@ -69,8 +70,8 @@ class FinetuneRecipe:
 
     def validate(self) -> None:
         problems = []
-        if self.epochs < 1 or self.batch_size < 1:
-            problems.append(f"epochs ({self.epochs}) and batch_size ({self.batch_size}) must be at least 1")
+        problems += [f"{name} must be at least 1, got {getattr(self, name)}" for name in ("epochs", "batch_size")
+                     if getattr(self, name) < 1]
         if self.lr is not None and not self.lr > 0:
             problems.append(f"lr must be greater than 0, got {self.lr}")
         if not self.base_lr > 0 or any(not v > 0 for v in (self.base_lr_by_width or {}).values()):
@@ -196,3 +197,18 @@ def resolve_recipe(name: str = "default", **overrides: Any) -> FinetuneRecipe:
     recipe = dataclasses.replace(FINETUNE_RECIPES[name], **given)
     recipe.validate()
     return recipe
+
+
+def check_finetune_options(recipe: str = "default", *, num_workers: Optional[int] = None,
+                           limit_train: Optional[int] = None, limit_test: Optional[int] = None,
+                           max_steps_per_epoch: Optional[int] = None, **overrides: Any) -> FinetuneRecipe:
+    """Everything fine-tuning refuses before it reads data or builds a model (the CLI asks before importing torch).
+
+    Returns the resolved recipe (:func:`resolve_recipe`).
+    """
+    resolved = resolve_recipe(recipe, **overrides)
+    int_at_least("num_workers", num_workers, 0)
+    for name, value in (("limit_train", limit_train), ("limit_test", limit_test),
+                        ("max_steps_per_epoch", max_steps_per_epoch)):
+        int_at_least(name, value)
+    return resolved

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..validation import ints_at_least, positive
+from .options import check_knn_options  # noqa: F401 - re-exported: part of the kNN API
 from .protocol_names import HEADLINE_K, KNN_PRESETS  # noqa: F401 - re-exported: the presets belong to the kNN API
 
 _logger = logging.getLogger(__name__)
@@ -26,12 +26,6 @@ _logger = logging.getLogger(__name__)
 FAISS_MIN_BANK = 8192  # below this the torch path is as fast (benchmarks/knn.py)
 MEMORY_BUDGET_BYTES = 256 * 2**20
 _MARGIN = 8  # extra candidates, so that re-ranking cannot drop a true neighbour lost to rounding
-
-
-def check_knn_options(k: Union[int, Sequence[int], None], temperature: Optional[float]) -> None:
-    """Refuse a neighbour count below 1 or a vote temperature that is not > 0 (the CLI calls this before any work)."""
-    ints_at_least("k", [k] if isinstance(k, int) else k)
-    positive("temperature", temperature)
 
 
 def clamp_k(ks: Sequence[int], bank_size: int) -> tuple[int, ...]:

@@ -13,22 +13,9 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..validation import InvalidOptionError, all_positive, int_at_least
+from .options import check_linear_options  # noqa: F401 - re-exported: part of the linear probe's API
 
 DEFAULT_LRS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-
-
-def check_linear_options(
-    *, epochs: Optional[int], lrs: Optional[Sequence[float]], weight_decays: Optional[Sequence[float]] = None,
-    batch_size: Optional[int] = None,
-) -> None:
-    """Refuse an epoch count or batch below 1, a learning rate that is not > 0 and a negative weight decay."""
-    int_at_least("epochs", epochs)
-    all_positive("lrs", lrs)
-    int_at_least("batch_size", batch_size)
-    if weight_decays is not None:
-        if not list(weight_decays) or any(not wd >= 0 for wd in weight_decays):
-            raise InvalidOptionError(f"weight_decays must be one or more numbers >= 0, got {list(weight_decays)}.")
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,14 +14,15 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from ..data import eval_transform, open_dataset
+from ..data import check_classes, eval_transform, open_dataset
 from ..errors import WeightsNotFoundError
 from ..models import create_model
 from .. import registry
-from ..validation import InvalidOptionError, int_at_least
+from ..validation import int_at_least
 from .features import extract_features, weights_sha256
-from .knn import KNN_PRESETS, check_knn_options, clamp_k, knn_classify
-from .linear import check_linear_options, linear_probe
+from .knn import KNN_PRESETS, clamp_k, knn_classify
+from .linear import linear_probe
+from .options import check_knn_eval_options, check_linear_eval_options  # noqa: F401 - re-exported (the CLI's names)
 from .protocol_names import SAMPLE
 
 _logger = logging.getLogger(__name__)
@@ -75,20 +76,20 @@ def as_loaded(model: Union[str, torch.nn.Module, LoadedModel]) -> LoadedModel:
     return LoadedModel(model, str(name), f"given (sha256 {sha[:12]}…)" if sha else "given")
 
 
-def check_knn_eval_options(*, preset: str, k: Optional[Sequence[int]], temperature: Optional[float],
-                           batch_size: int) -> None:
-    """Everything :func:`knn_eval` refuses, checked before a model is built (the CLI calls it first)."""
-    if preset not in KNN_PRESETS:
-        raise InvalidOptionError(f"Unknown kNN preset {preset!r}; use one of {', '.join(KNN_PRESETS)}.")
-    check_knn_options(k, temperature)
-    int_at_least("batch_size", batch_size)
-
-
-def _features(model: torch.nn.Module, data: str, split: str, pool: str, batch_size: int, cache: bool, device):
-    dataset = open_dataset(data, split)
+def _features(model: torch.nn.Module, data: str, split: str, pool: str, batch_size: int, cache: bool, device,
+              dataset=None):
+    dataset = open_dataset(data, split) if dataset is None else dataset
     return extract_features(
         model, dataset, pool=pool, batch_size=batch_size, device=device, cache_key="" if cache else None
     )
+
+
+def _train_test_features(model: torch.nn.Module, data: str, pool: str, batch_size: int, cache: bool, device):
+    """Features and labels of train and test, once their classes can give an accuracy (checked before any work)."""
+    train, test = open_dataset(data, "train"), open_dataset(data, "test")
+    check_classes(train.labels, test.labels, train.classes, data)
+    return (*_features(model, data, "train", pool, batch_size, cache, device, train),
+            *_features(model, data, "test", pool, batch_size, cache, device, test))
 
 
 def _accuracy(pred: torch.Tensor, labels: torch.Tensor) -> float:
@@ -116,8 +117,7 @@ def knn_eval(
     check_knn_eval_options(preset=preset, k=k, temperature=temperature, batch_size=batch_size)
     loaded = as_loaded(model)
     start = time.perf_counter()
-    train_x, train_y = _features(loaded.model, data, "train", pool, batch_size, cache, device)
-    test_x, test_y = _features(loaded.model, data, "test", pool, batch_size, cache, device)
+    train_x, train_y, test_x, test_y = _train_test_features(loaded.model, data, pool, batch_size, cache, device)
     ks = clamp_k(k or KNN_PRESETS[preset]["k"], len(train_y))
     temp = KNN_PRESETS[preset]["temperature"] if temperature is None else temperature
     preds = knn_classify(train_x, train_y, test_x, k=ks, temperature=temp)
@@ -136,13 +136,6 @@ def knn_eval(
     }
 
 
-def check_linear_eval_options(*, batch_size: int, **probe_kwargs: Any) -> None:
-    """Everything :func:`linear_eval` refuses, checked before a model is built (the CLI calls it first)."""
-    int_at_least("batch_size", batch_size)
-    check_linear_options(epochs=probe_kwargs.get("epochs"), lrs=probe_kwargs.get("lrs"),
-                         weight_decays=probe_kwargs.get("weight_decays"))
-
-
 def linear_eval(
     model: Union[str, torch.nn.Module],
     data: str = SAMPLE,
@@ -157,8 +150,7 @@ def linear_eval(
     check_linear_eval_options(batch_size=batch_size, **probe_kwargs)
     loaded = as_loaded(model)
     start = time.perf_counter()
-    train_x, train_y = _features(loaded.model, data, "train", pool, batch_size, cache, device)
-    test_x, test_y = _features(loaded.model, data, "test", pool, batch_size, cache, device)
+    train_x, train_y, test_x, test_y = _train_test_features(loaded.model, data, pool, batch_size, cache, device)
     result = linear_probe(train_x, train_y, test_x, test_y, **probe_kwargs)
     result.update(model=loaded.name, weights=loaded.weights, data=data, pool=pool, seconds=time.perf_counter() - start)
     return result
@@ -170,9 +162,10 @@ def save_features(
 ) -> dict[str, Any]:
     """Write the features of each split to one safetensors file (``{split}.features``, ``{split}.labels``).
 
-    The header records what the features depend on, as the feature cache's key does: the model's name, where its
-    weights came from and their sha256 (of the state dict, as :func:`~sslzoo.eval.features.weights_sha256`), the
-    eval transform, the data and the pool.
+    The header records what the features depend on, as the feature cache's key does: the model's name,
+    ``weights_source`` (where its weights came from), ``weights_file_sha256`` (the sha256 of the weight file, where
+    one was read), ``state_dict_sha256`` (the hash of the loaded tensors, :func:`~sslzoo.eval.features.weights_sha256`,
+    which also identifies weights that never were a file), the eval transform, the data and the pool.
     """
     from ..files import save_safetensors
 
@@ -183,8 +176,10 @@ def save_features(
         x, y = _features(loaded.model, data, split, pool, batch_size, False, device)
         tensors[f"{split}.features"], tensors[f"{split}.labels"] = x, y
         counts[split] = len(y)
-    meta = {"model": loaded.name, "weights": loaded.weights, "weights_sha256": weights_sha256(loaded.model),
-            "transform": eval_transform(loaded.model).describe(), "data": str(data), "pool": pool,
-            "splits": ",".join(splits)}
+    file_sha = (getattr(loaded.model, "sslzoo_cfg", None) or {}).get("sha256")
+    meta = {"model": loaded.name, "weights_source": loaded.weights,
+            **({"weights_file_sha256": file_sha} if file_sha else {}),
+            "state_dict_sha256": weights_sha256(loaded.model), "transform": eval_transform(loaded.model).describe(),
+            "data": str(data), "pool": pool, "splits": ",".join(splits)}
     save_safetensors(tensors, output, metadata=meta)
     return {**meta, "output": str(output), "counts": counts}

@@ -85,7 +85,9 @@ def _patchmix_release(size: str, data: str) -> Weights:
                    " 1000-d linear head, not the raw CLS, and the README does not say which k (METHODS.md 2.7)."),
         ),
         notes="File path from the authors' README, whose kNN links point at the pre-training checkpoints (the accuracy"
-        " in the file name is that kNN figure). The momentum encoder is converted, as the authors evaluate." + tiny,
+        " in the file name is that kNN figure). The README has mistakes, so a name the repository lacks falls back to"
+        " its file list: pretrain/<dataset>/vit-<size>-<epochs>-*.pth (sslzoo.release_files)."
+        " The momentum encoder is converted, as the authors evaluate." + tiny,
     )
 
 
