@@ -22,7 +22,7 @@ run() {
   local dir="$OUT/$name"
   if [ "$(knn_rows "$dir")" -ge "$SHORT" ]; then echo "== $name done already"; return; fi
   echo "== $name $(date +%T)"
-  python -m training.pretrain "${common[@]}" "$@" --output "$dir" >> "$OUT/$name.out" 2>&1 &
+  sslzoo pretrain "${common[@]}" "$@" --output "$dir" >> "$OUT/$name.out" 2>&1 &
   local pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     if [ "$(knn_rows "$dir")" -ge "$SHORT" ]; then kill "$pid"; break; fi
