@@ -173,6 +173,17 @@ def test_zoo_profiles_give_every_method_the_same_two_main_views() -> None:
     assert (query.size, query.flip_p, query.blur_p, query.jitter) == (16, 0.0, 0.0, reference[0].jitter)
 
 
+def test_adclr_zoo_profile_is_dino_zoo_profile_plus_the_query_term() -> None:
+    # issue 29: the two zoo runs compare ADCLR with DINO, so every setting but the method and its query term is one
+    dino, adclr = (resolve(["--method", m, "--profile", "zoo"]) for m in ("dino", "adclr"))
+    differ = {"method", "recipe", "profiles", "arch", "method_args", "description", "overrides", "output"}
+    assert {k: v for k, v in adclr.items() if k not in differ} == {k: v for k, v in dino.items() if k not in differ}
+    assert adclr["arch"].replace("adclr_", "dino_") == dino["arch"]
+    assert adclr["method_args"]["tokens"] == 2 and adclr["method_args"]["weight"] == 1.0
+    assert (dino["epochs"], dino["arch_kwargs"]["drop_path_rate"], dino["framework"]["teacher_temp_final"]) == (
+        48, 0.0, 0.02)
+
+
 def test_views_base_refuses_unknown_names_and_a_conflicting_dino_global_scale() -> None:
     cfg = _cfg("dino")
     cfg["views"]["base"] = "imagenet_blur"
