@@ -95,10 +95,11 @@ def test_adclr_quick_profile_trains_with_a_patch_16_architecture(small_cifar, tm
 
 def test_an_adclr_query_size_that_does_not_tile_is_one_line(small_cifar, tmp_path: Path, capsys) -> None:
     argv = ["--method", "adclr", "--profile", "quick", "--arch", "vit_pico_patch16_32", "--data", str(small_cifar[0]),
-            "--set", f"cache_dir={small_cifar[1]}", "--set", "method_args.size=12", "--batch-size", "8", "--output", str(tmp_path / "run"), "--device", "cpu", "--no-progress"]
+            "--set", f"cache_dir={small_cifar[1]}", "--set", "method_args.size=12", "--batch-size", "8",
+            "--output", str(tmp_path / "run"), "--device", "cpu", "--no-progress"]
     assert pretrain.main(argv) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("sslzoo: ")]  # notices
-    assert len(err) == 1 and err[0].startswith("error: ")
+    assert len(err) == 1 and err[0].startswith("sslzoo pretrain: error: ")
     err = err[0]
     assert "method_args.size 12 px does not tile into the ViT's 16-px patches" in err
     assert "method_args.tokens" in err
