@@ -37,6 +37,7 @@ from sslzoo.card import render_card  # noqa: E402
 from sslzoo.data import decoded_split, embedded_sample  # noqa: E402
 from sslzoo.eval.knn import knn_classify  # noqa: E402
 from sslzoo.eval.linear import linear_probe  # noqa: E402
+from sslzoo.eval.features import weights_sha256  # noqa: E402
 from sslzoo.eval.protocols import LoadedModel, knn_eval, linear_eval, load_for_eval  # noqa: E402
 from sslzoo.models import create_model  # noqa: E402
 from sslzoo.published import DATASET, KS, TAG, views_sentence, zoo_table  # noqa: E402
@@ -45,6 +46,8 @@ from training.publish import card_fields, publish, read_log, read_run  # noqa: E
 METHOD_ORDER = ("mocov3", "aps", "patchmix", "ccrop", "dino", "adclr")
 BASELINE = {"aps": "mocov3", "patchmix": "mocov3", "ccrop": "mocov3", "adclr": "dino"}
 CARDS = REPO / "MODEL_CARDS"
+DENSE_RESULTS = REPO / "benchmarks" / "results" / "dense_zoo.json"  # written by scripts/dense_zoo.py
+DENSE_PROTOCOLS = ("dense:linear", "dense:nn")
 README = REPO / "README.md"
 # The papers' own figures (METHODS.md), to say how far a small CPU run is from them.
 PAPER_NOTES = {
@@ -194,6 +197,7 @@ def _card(method: str, entry: dict[str, Any], run_cfg: dict[str, Any], env: dict
                 f"model = torch.hub.load('PATH_TO_SSLZOO_CHECKOUT', '{entry['architecture']}', source='local',"
                 " pretrained=True)\n```",
             "Against references": _reference_section(name, m, random, pixels, baseline),
+            **({"Dense evaluation": _dense_section(name, entry)} if "dense" in entry else {}),
             "Compute": compute,
             "Training run": provenance["sections"]["Training run"],
             "Limitations and the papers' numbers": limitations,
@@ -201,6 +205,62 @@ def _card(method: str, entry: dict[str, Any], run_cfg: dict[str, Any], env: dict
                           f" {m['sample_knn20']:.2f} %. `tests/test_zoo.py` checks this figure on every CI run.",
         },
     }
+
+
+def _dense_record(measured: dict[str, Any], data: str) -> dict[str, Any]:
+    return {"data": data, **{p: {k: measured[p][k] for k in ("miou", "pixel_acc")} for p in DENSE_PROTOCOLS}}
+
+
+def attach_dense(entries: dict[str, dict[str, Any]], results: dict[str, Any]) -> list[str]:
+    """Copy scripts/dense_zoo.py's figures into the index entries whose weights they measured (the state-dict hash
+    must match: a re-trained checkpoint needs ``dense_zoo.py --models NAME`` again); returns the names left without."""
+    measured, data = results.get("entries", {}), results.get("data", "cifar10-mosaic")
+    pixels, random = measured.get("raw pixels"), measured.get("random init")
+    stale = []
+    for arch, entry in entries.items():
+        name = f"{arch}.{entry['weights']['tag']}"
+        m = measured.get(name)
+        if m and m["weights_sha256"] == weights_sha256(create_model(f"local-dir:{hub.SHIPPED_HUB / name}")):
+            entry["dense"] = _dense_record(m, data)
+        else:
+            entry.pop("dense", None)
+            stale.append(name)
+        if pixels:
+            entry["references"]["raw_pixels"]["dense"] = _dense_record(pixels, data)
+        if random:
+            entry["references"]["random_init"]["dense"] = dict(_dense_record(random, data),
+                                                               architecture=random["model"])
+    return stale
+
+
+def _dense_section(name: str, entry: dict[str, Any]) -> str:
+    refs = entry["references"]
+    rows = [(f"this model ({name})", entry["dense"]),
+            (f"random init (`{refs['random_init']['dense'].get('architecture', '-')}`, seed 0)",
+             refs["random_init"].get("dense")),
+            ("raw pixels (8 px patches of normalised pixels)", refs["raw_pixels"].get("dense"))]
+    lines = ["| model | dense:linear mIoU | pixel acc. | dense:nn mIoU | pixel acc. |", "|---|---|---|---|---|"]
+    for label, d in rows:
+        if d:
+            lin, nn = d["dense:linear"], d["dense:nn"]
+            lines.append(f"| {label} | {lin['miou']:.2f} | {lin['pixel_acc']:.2f} | {nn['miou']:.2f} |"
+                         f" {nn['pixel_acc']:.2f} |")
+    return "\n".join(lines) + (
+        f"\n\nPatch tokens of the last block on {entry['dense']['data']}: `dense:linear` is a linear classifier per token"
+        " (learning rate chosen on a held-out slice of train), `dense:nn` the in-context nearest-neighbour labelling of"
+        " Hummingbird; mIoU (%) from one confusion matrix over the whole val split at full mask resolution."
+        " `python scripts/dense_zoo.py --cifar10 PATH` measures them (`benchmarks/results/dense_zoo.json`).")
+
+
+def _set_section(text: str, heading: str, body: str, before: str = "## Compute") -> str:
+    """A card's markdown with section ``heading`` replaced, or inserted before the ``before`` heading."""
+    start = text.find(f"## {heading}\n")
+    block = f"## {heading}\n\n{body.rstrip()}\n\n"
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        return text[:start] + block + (text[end + 1:] if end >= 0 else "")
+    at = text.index(before)
+    return text[:at] + block + text[at:]
 
 
 def _plot_curves(runs: dict[str, dict[str, Any]], path: Path) -> None:
@@ -341,6 +401,10 @@ def main(argv: list[str] | None = None) -> int:
                            "tolerance": 1.0},
         }
         loaded_runs[method] = (cfg, env, ckpt, read_log(run, ckpt["iteration"]), m, random)
+    dense_results = json.loads(DENSE_RESULTS.read_text()) if DENSE_RESULTS.is_file() else {}
+    for name in attach_dense(entries, dense_results) if dense_results else []:
+        print(f"no dense figures for {name} (weights changed or never measured): run"
+              f" python scripts/dense_zoo.py --cifar10 PATH --models {name}", file=sys.stderr)
     ordered = [entries[_architecture(mm)] for mm in METHOD_ORDER if _architecture(mm) in entries]
     ordered += [e for a, e in sorted(entries.items()) if e not in ordered]
     index = {"format": 1, "dataset": DATASET, "models": ordered}
@@ -358,6 +422,13 @@ def main(argv: list[str] | None = None) -> int:
         text = render_card(name, card)
         files.write_text_atomic(CARDS / f"{name}.md", text)
         files.write_text_atomic(hub.SHIPPED_HUB / name / hub.CARD_NAME, text)
+    for entry in ordered:  # the cards of runs not rebuilt now get their dense section in place
+        name = f"{entry['architecture']}.{TAG}"
+        if "dense" in entry and registry.ARCHITECTURES[entry["architecture"]].method.name not in loaded_runs:
+            text = _set_section((CARDS / f"{name}.md").read_text(encoding="utf-8"), "Dense evaluation",
+                                _dense_section(name, entry))
+            files.write_text_atomic(CARDS / f"{name}.md", text)
+            files.write_text_atomic(hub.SHIPPED_HUB / name / hub.CARD_NAME, text)
     curves = {e["architecture"].split("_vit_")[0]: e["weights_run"] for e in ordered if "knn_curve" in e["weights_run"]}
     if curves:
         _plot_curves(curves, CARDS / "knn_vs_epoch.png")

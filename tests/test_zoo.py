@@ -111,3 +111,29 @@ def test_views_sentence_says_when_budgets_differ_and_claims_equal_epochs_only_wh
     assert "DINO family learns more slowly" in mixed
     runs[-1]["method"] = "mocov3"  # a longer run outside the DINO family gets no DINO explanation
     assert "DINO family" not in published.views_sentence(runs)
+
+
+def test_zoo_table_gains_dense_columns_and_references_when_the_index_has_them(tmp_path) -> None:
+    import json
+
+    index = json.loads(registry.ZOO_INDEX.read_text(encoding="utf-8"))
+    for m in index["models"]:
+        m.pop("dense", None)
+        for ref in m["references"].values():
+            ref.pop("dense", None)
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(index))
+    assert "dense" not in zoo_table(plain)
+    record = {"data": "cifar10-mosaic (seed 0)", "dense:linear": {"miou": 41.234, "pixel_acc": 70.0},
+              "dense:nn": {"miou": 12.5, "pixel_acc": 50.0}}
+    index["models"][0]["dense"] = record
+    index["models"][0]["references"]["raw_pixels"]["dense"] = dict(record, **{"dense:nn": {"miou": 3.0,
+                                                                                          "pixel_acc": 1.0}})
+    index["models"][0]["references"]["random_init"]["dense"] = dict(record, architecture="dino_vit_micro_patch8_32")
+    dense = tmp_path / "dense.json"
+    dense.write_text(json.dumps(index))
+    table = zoo_table(dense).splitlines()
+    assert table[0].endswith("| dense:linear / dense:nn mIoU |") and table[1].count("|") == table[0].count("|")
+    assert table[2].endswith("| 41.23 / 12.50 |") and table[3].endswith("| - |")  # a model without dense figures
+    assert "raw pixels (8 px patches) 41.23 / 3.00" in table[-1]
+    assert "random init (`dino_vit_micro_patch8_32`, seed 0) 41.23 / 12.50" in table[-1]

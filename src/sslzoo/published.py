@@ -49,15 +49,22 @@ def views_sentence(runs: list[dict[str, Any]]) -> str:
     return sentence
 
 
+def dense_pair(dense: dict[str, Any] | None) -> str:
+    """``dense:linear / dense:nn`` mIoU of an index entry's ``dense`` record, or a dash where it has none."""
+    if not dense:
+        return "-"
+    return f"{dense['dense:linear']['miou']:.2f} / {dense['dense:nn']['miou']:.2f}"
+
+
 def zoo_table(index: Path = registry.ZOO_INDEX) -> str:
     """A markdown table of the published checkpoints with their measured accuracies and references."""
     entries = registry.zoo_entries(index)
     if not entries:
         return "_No checkpoints published yet._"
-    lines = [
-        "| model | method | epochs | CPU minutes | kNN@20 | linear | random init kNN@20 / linear |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    dense = any("dense" in e for e in entries)
+    head = "| model | method | epochs | CPU minutes | kNN@20 | linear | random init kNN@20 / linear |"
+    lines = [head + (" dense:linear / dense:nn mIoU |" if dense else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if dense else "")]
     for e in entries:
         w, run, ref = e["weights"], e["weights_run"], e["references"]["random_init"]
         name = f"{e['architecture']}.{w['tag']}"
@@ -65,7 +72,7 @@ def zoo_table(index: Path = registry.ZOO_INDEX) -> str:
         lines.append(
             f"| [`{name}`](MODEL_CARDS/{name}.md) | {method} | {run['epochs']:g} | {run['wall_clock_s'] / 60:.1f} |"
             f" {_result(w, 'knn:dino', 'top1@k20'):.2f} | {_result(w, 'linear:frozen', 'top1'):.2f} |"
-            f" {ref['knn']['20']:.2f} / {ref['linear']:.2f} |"
+            f" {ref['knn']['20']:.2f} / {ref['linear']:.2f} |" + (f" {dense_pair(e.get('dense'))} |" if dense else "")
         )
     pixels = entries[0]["references"]["raw_pixels"]
     lines += ["", f"Top-1 (%) on the full {DATASET} test split: `knn:dino` with k = 20 and `linear:frozen`. Raw pixels"
@@ -73,4 +80,11 @@ def zoo_table(index: Path = registry.ZOO_INDEX) -> str:
               " micro ViT/8 (width 128, depth 4) trained on a 2-core CPU. "
               + views_sentence([dict(e["weights_run"], method=registry.ARCHITECTURES[e["architecture"]].method.name)
                                for e in entries])]
+    if dense:
+        random = entries[0]["references"]["random_init"]
+        data = next(e["dense"]["data"] for e in entries if "dense" in e)
+        lines[-1] += (f" Dense: mIoU (%) of the patch tokens on {data}, `dense:linear` / `dense:nn`; raw pixels (8 px"
+                      f" patches) {dense_pair(pixels.get('dense'))}, random init"
+                      f" (`{(random.get('dense') or {}).get('architecture', '-')}`, seed 0)"
+                      f" {dense_pair(random.get('dense'))}.")
     return "\n".join(lines)
