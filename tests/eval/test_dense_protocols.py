@@ -72,6 +72,8 @@ def oracle_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("oracle")
     perms = [(0, 1, 2, 3), (1, 2, 3, 0), (2, 3, 0, 1), (3, 0, 1, 2), (0, 2, 1, 3), (3, 1, 2, 0)]
     train = [quadrants(32, p) for p in perms * 2]
+    for mask in train[:6]:  # ignored pixels: never a target of dense:linear, never in the dense:nn bank
+        mask[:8, :8] = 255
     aligned = [quadrants(32, p) for p in perms[:3]]
     write_layout(root / "aligned", {"train": train, "val": aligned}, classes=["a", "b", "c", "d"])
     write_layout(root / "misaligned", {"train": train, "val": [stripes(32, 32, [10], [0, 1])] * 2},
@@ -117,11 +119,21 @@ def test_bank_labels_are_label_distributions_and_the_bound_is_seeded() -> None:
     masks = torch.zeros(2, 16, 16, dtype=torch.uint8)
     masks[0, :, :4] = 1  # patch (0, 0) of image 0: half class 1
     masks[1, :8, :8] = 255  # patch (0, 0) of image 1: no labelled pixel, left out of the bank
+    masks[1, :8, 8:12] = 255  # patch (0, 1) of image 1: half ignored, the rest class 0
     rows, labels = dense_nn.build_bank(masks, 2, 2, 100, seed=0)
     assert rows.tolist() == [0, 1, 2, 3, 5, 6, 7]
-    assert labels[0].tolist() == [0.5, 0.5] and labels[1].tolist() == [1.0, 0.0]
+    assert labels[0].tolist() == [0.5, 0.5] and labels[1].tolist() == [1.0, 0.0] and labels[4].tolist() == [1.0, 0.0]
     a = dense_nn.build_bank(masks, 2, 2, 4, seed=1)
     b = dense_nn.build_bank(masks, 2, 2, 4, seed=1)
     c = dense_nn.build_bank(masks, 2, 2, 4, seed=2)
     assert len(a[0]) == 4 and torch.equal(a[0], b[0]) and not torch.equal(a[0], c[0])
     assert math.isclose(float(labels.float().sum(1).min()), 1.0)
+
+
+def test_a_val_patch_takes_the_softmax_weighted_labels_of_its_k_nearest_bank_patches() -> None:
+    bank = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+    labels = torch.eye(3).half()
+    scores = dense_nn.nn_class_scores(bank, torch.arange(3), labels, torch.tensor([[2.0, 0.0]]), k=2,
+                                      temperature=0.1)
+    w = torch.tensor([1.0, 0.8]).div(0.1).softmax(0)
+    torch.testing.assert_close(scores, torch.tensor([[w[0], w[1], 0.0]]))
