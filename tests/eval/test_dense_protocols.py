@@ -137,3 +137,14 @@ def test_a_val_patch_takes_the_softmax_weighted_labels_of_its_k_nearest_bank_pat
                                       temperature=0.1)
     w = torch.tensor([1.0, 0.8]).div(0.1).softmax(0)
     torch.testing.assert_close(scores, torch.tensor([[w[0], w[1], 0.0]]))
+
+
+def test_raw_pixel_patches_are_the_pixels_under_each_patch(tiny_vit) -> None:
+    from sslzoo.eval.dense_baselines import raw_pixels_like
+    from sslzoo.eval.patch_features import patch_tokens
+
+    pixels = raw_pixels_like(tiny_vit)
+    x = torch.randn(2, 3, 32, 32)
+    grid = patch_tokens(pixels, x)
+    assert grid.shape == (2, 8, 8, 48)
+    assert torch.equal(grid[1, 2, 5], x[1, :, 8:12, 20:24].reshape(-1))
