@@ -148,3 +148,13 @@ def test_raw_pixel_patches_are_the_pixels_under_each_patch(tiny_vit) -> None:
     grid = patch_tokens(pixels, x)
     assert grid.shape == (2, 8, 8, 48)
     assert torch.equal(grid[1, 2, 5], x[1, :, 8:12, 20:24].reshape(-1))
+
+
+@pytest.mark.parametrize("out_size", [12, 13, 96, 100])
+def test_the_linear_heads_upsample_exactly_as_bilinear_interpolation(out_size: int) -> None:
+    from sslzoo.eval.dense_linear import bilinear_matrix, upsample_logits
+
+    x = torch.randn(2, 3, 12, 7)
+    ref = torch.nn.functional.interpolate(x, size=(out_size, out_size), mode="bilinear", align_corners=False)
+    got = upsample_logits(x, bilinear_matrix(out_size, 12), bilinear_matrix(out_size, 7))
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
