@@ -93,11 +93,16 @@ class LinearHeads:
         self.mean, self.std = mean, std
 
     def logits(self, grid: torch.Tensor, head: Optional[int] = None) -> torch.Tensor:
-        """``(B, h, w, D)`` -> ``(H, B, C, h, w)``, or ``(B, C, h, w)`` for one ``head``."""
-        x = (grid - self.mean) / self.std
+        """``(B, h, w, D)`` -> ``(B, H, C, h, w)``, or ``(B, C, h, w)`` for one ``head``.
+
+        The standardisation is folded into the weights (``W / std``, ``b - (mean / std) W``), so the features are
+        used as they are stored.
+        """
+        weight = self.weight / self.std[:, None]
+        bias = self.bias - torch.einsum("d,kdc->kc", self.mean / self.std, self.weight)
         if head is not None:
-            return torch.einsum("bhwd,dc->bchw", x, self.weight[head]) + self.bias[head][None, :, None, None]
-        return torch.einsum("bhwd,kdc->kbchw", x, self.weight) + self.bias[:, None, :, None, None]
+            return torch.einsum("bhwd,dc->bchw", grid, weight[head]) + bias[head][None, :, None, None]
+        return torch.einsum("bhwd,kdc->bkchw", grid, weight) + bias[None, :, :, None, None]
 
 
 def train_linear_heads(
@@ -124,10 +129,10 @@ def train_linear_heads(
         order = fit[torch.randperm(len(fit), generator=g)]
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size].sort().values
-            logits = heads.logits(features[idx]).transpose(0, 1)  # (B, H, C, h, w)
+            logits = heads.logits(features[idx])  # (B, H, C, h, w)
             b, h = logits.shape[:2]
-            up = upsample_logits(logits, rows, cols).transpose(1, 2)  # (B, C, H, S, S): one class axis for all heads
-            target = masks[idx].long()[:, None].expand(b, h, *size)
+            up = upsample_logits(logits, rows, cols).flatten(0, 1)  # (B * H, C, S, S), a view
+            target = masks[idx].long()[:, None].expand(b, h, *size).flatten(0, 1)
             # mean over the heads' pixels, times H: the sum of each head's mean loss
             loss = F.cross_entropy(up, target, ignore_index=IGNORE_INDEX) * h
             grad_w, grad_b = torch.autograd.grad(loss, [heads.weight, heads.bias])
@@ -155,7 +160,7 @@ def held_out_miou(heads: LinearHeads, features: torch.Tensor, masks: torch.Tenso
             idx = held[start : start + block]
             logits = heads.logits(features[idx])
             for h in range(len(heads.lrs)):
-                pred = F.interpolate(logits[h], size=tuple(masks.shape[-2:]), mode="bilinear",
+                pred = F.interpolate(logits[:, h], size=tuple(masks.shape[-2:]), mode="bilinear",
                                      align_corners=False).argmax(1)
                 conf[h] += confusion_matrix(pred, masks[idx], num_classes)
     return [scores_from_confusion(c)["miou"] for c in conf]
