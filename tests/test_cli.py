@@ -76,7 +76,8 @@ def test_download_and_verify(tmp_path, monkeypatch, capsys):
     assert code == 2 and pin in err
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["list"], ["info", "aps_vit_t"], ["knn", "--help"], ["finetune", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["info", "aps_vit_t"], ["knn", "--help"], ["finetune", "--help"],
+                                  ["dense", "--help"]])
 def test_help_list_and_info_start_without_torch(argv):
     # torch, timm and faiss cost seconds of start-up; these commands need none of them
     script = (

@@ -9,11 +9,13 @@ folder layout). Every result carries its protocol's name, as the kNN and linear 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import torch
+from tqdm.auto import tqdm
 
 from ..data.decode import DatasetFormatError
 from ..data.seg_layouts import open_segmentation
@@ -71,6 +73,10 @@ def _default_size(train: SegmentationDataset, patch: int, model_size: int) -> in
     if images is not None and images.shape[-1] == images.shape[-2] and images.shape[-1] >= patch:
         return images.shape[-1] - images.shape[-1] % patch
     return model_size
+
+
+def _bar(total: int, name: str, progress: bool) -> tqdm:
+    return tqdm(total=total, unit="img", desc=f"{name} val", disable=not progress or not sys.stderr.isatty())
 
 
 def _nan_safe_best(values: Sequence[float]) -> int:
@@ -143,7 +149,8 @@ def dense_eval(
                                                 batchnorm=batchnorm, seed=seed, progress=progress)
         held_miou = dense_linear.held_out_miou(heads, train_x, train_masks, held, train.num_classes)
         best = _nan_safe_best(held_miou)
-        scorer = score_split(val, dense_linear.linear_scores_of(heads, best, val_x), keep=keep)
+        with _bar(len(val), name, progress) as bar:
+            scorer = score_split(val, dense_linear.linear_scores_of(heads, best, val_x), keep=keep, progress=bar.update)
         result.update(lrs=list(lrs), epochs=epochs, batchnorm=batchnorm, best_lr=lrs[best],
                       held_out_miou=dict(zip(map(str, lrs), held_miou)), num_fit=len(fit), num_held_out=len(held))
     else:
@@ -152,7 +159,9 @@ def dense_eval(
         bound = bank_size or dense_nn.DEFAULT_BANK_SIZE
         rows, labels = dense_nn.build_bank(train_masks, grid, train.num_classes, bound, seed)
         scores_of = dense_nn.nn_scores_of(train_x, rows, labels, val_x, k=k, temperature=temperature)
-        scorer = score_split(val, scores_of, block=dense_nn.query_block(grid * grid), keep=keep)
+        with _bar(len(val), name, progress) as bar:
+            scorer = score_split(val, scores_of, block=dense_nn.query_block(grid * grid), keep=keep,
+                                 progress=bar.update)
         result.update(k=k, temperature=temperature, bank_bound=bound, bank_patches=len(rows))
     scores = scorer.result()
     result.update(miou=scores["miou"], pixel_acc=scores["pixel_acc"],
