@@ -1,6 +1,6 @@
 """Dense evaluation: speed and memory against references measured in the same run.
 
-    nice -n 10 python benchmarks/dense.py            # about 3-5 minutes on 2 busy cores
+    nice -n 10 python benchmarks/dense.py            # about 2 CPU-minutes
     nice -n 10 python benchmarks/dense.py --quick    # a smoke run
 
 1. Patch-feature extraction vs CLS extraction, images/s, same model and input size (target: patch >= 0.9x CLS).
@@ -187,22 +187,28 @@ def peak_rss(patches: int, dim: int, queries: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=["extraction", "nn_search", "linear_epoch", "nn_peak_rss"],
+                        help="measure this part again and keep the others from the results file")
     parser.add_argument("--rss-child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         _peak_rss_child(*args.rss_child)
         return
     q = args.quick
-    result = {
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "processor": platform.processor() or platform.machine()},
-        "extraction": [extraction("micro", 128 if q else 512, 1 if q else 3),
-                       extraction("small", 8 if q else 32, 1 if q else 2)],
-        "nn_search": nn_search(10_000 if q else 100_000, 512 if q else 4096, 384, 30, 1 if q else 3),
-        "linear_epoch": [linear_epoch("micro", 64 if q else 512, 1 if q else 3),
-                         linear_epoch("small", 8 if q else 32, 1 if q else 2)],
-        "nn_peak_rss": peak_rss(100_000 if q else 1_000_000, 384, 256 if q else 1024),
+    parts = {
+        "extraction": lambda: [extraction("micro", 128 if q else 256, 1 if q else 3),
+                               extraction("small", 8 if q else 16, 1 if q else 2)],
+        "nn_search": lambda: nn_search(10_000 if q else 50_000, 512 if q else 2048, 384, 30, 1 if q else 3),
+        "linear_epoch": lambda: [linear_epoch("micro", 64 if q else 256, 1 if q else 2),
+                                 linear_epoch("small", 8 if q else 16, 1 if q else 2)],
+        "nn_peak_rss": lambda: peak_rss(100_000 if q else 1_000_000, 384, 256),
     }
+    result = json.loads(RESULTS.read_text()) if args.only and RESULTS.is_file() else {}
+    result["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
+                         "threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()}
+    for name, measure in parts.items():
+        if args.only in (None, name):
+            result[name] = measure()
     print("| measure | value | target |\n|---|---:|---|")
     for e in result["extraction"]:
         print(f"| patch / CLS extraction, {e['model']} ({e['patch_images_per_cpu_s']:.0f} vs {e['cls_images_per_cpu_s']:.0f}"

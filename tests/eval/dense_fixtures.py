@@ -72,11 +72,13 @@ class OracleExtractor(torch.nn.Module):
         self.pretrained_cfg = dict(input_size=(3, size, size), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
                                    interpolation="bilinear", crop_pct=1.0)
 
-    def forward_intermediates(self, x: torch.Tensor, indices: int = 1, **_) -> list[torch.Tensor]:
+    def forward_intermediates(self, x: torch.Tensor, indices: int = 1, output_fmt: str = "NCHW",
+                              **_) -> list[torch.Tensor]:
         label = (x[:, 0] * 255 / COLOUR_STEP).round().long() - 1
         onehot = F.one_hot(label.clamp(0, self.num_classes - 1), self.num_classes).permute(0, 3, 1, 2).float()
         share = F.avg_pool2d(onehot, PATCH)
-        return [F.one_hot(share.argmax(1), self.num_classes).permute(0, 3, 1, 2).float()] * indices
+        grid = F.one_hot(share.argmax(1), self.num_classes).float()  # (B, h, w, C)
+        return [grid.flatten(1, 2) if output_fmt == "NLC" else grid.permute(0, 3, 1, 2)] * indices
 
 
 def expected_stripe_scores(width: int, patch: int, cut: int) -> tuple[float, float]:

@@ -24,10 +24,15 @@ class RawPixelPatches(torch.nn.Module):
                                    interpolation=interpolation, crop_pct=1.0)
         self.sslzoo_cfg = {"name": f"raw pixels ({3 * patch_size**2}-d patches)"}
 
-    def forward_intermediates(self, x: torch.Tensor, indices: int = 1, **_) -> list[torch.Tensor]:
+    def forward_intermediates(self, x: torch.Tensor, indices: int = 1, output_fmt: str = "NCHW",
+                              **_) -> list[torch.Tensor]:
+        """timm's interface: ``(B, L, 3 p^2)`` for ``output_fmt="NLC"``, else ``(B, 3 p^2, h, w)``."""
         p = int(self.patch)
         b, _, height, width = x.shape
-        return [F.unfold(x, p, stride=p).view(b, 3 * p * p, height // p, width // p)]
+        patches = F.unfold(x, p, stride=p)  # (B, 3 p^2, L)
+        if output_fmt == "NLC":
+            return [patches.transpose(1, 2)]
+        return [patches.view(b, 3 * p * p, height // p, width // p)]
 
 
 def raw_pixels_like(model: torch.nn.Module) -> RawPixelPatches:

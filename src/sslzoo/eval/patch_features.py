@@ -92,8 +92,10 @@ def sized_model(model: torch.nn.Module, size: int) -> torch.nn.Module:
 
 def patch_tokens(model: torch.nn.Module, x: torch.Tensor, layers: int = 1) -> torch.Tensor:
     """The normed patch tokens of the last ``layers`` blocks, concatenated: ``(B, h, w, layers * D)``."""
-    grids = model.forward_intermediates(x, indices=layers, norm=True, output_fmt="NCHW", intermediates_only=True)
-    return torch.cat(list(grids), dim=1).permute(0, 2, 3, 1)
+    grids = model.forward_intermediates(x, indices=layers, norm=True, output_fmt="NLC", intermediates_only=True)
+    b, _, height, width = x.shape
+    p = patch_size_of(model)
+    return torch.cat(list(grids), dim=-1).view(b, height // p, width // p, -1)
 
 
 def _collate(tf: DenseTransform, segmentation: bool, items: list[tuple[Any, Any]]):
@@ -206,21 +208,13 @@ def extract_patch_features(
     net = sized_model(model, size)
     grid = size // patch
     n = len(dataset)
-    was_training = net.training
-    net.eval()
-    with torch.inference_mode():
-        width = patch_tokens(net, torch.zeros(1, 3, size, size, device=device), layers).shape[-1]
-    shape = (n, grid, grid, width)
     segmentation = isinstance(dataset, SegmentationDataset)
     target_shape, target_dtype = ((n, size, size), torch.uint8) if segmentation else ((n,), torch.int64)
-    streamed = nbytes(shape, torch.float32) > budget
-    writer = None
-    if path is not None or streamed:
-        scratch = (Path(cache_dir).expanduser() if cache_dir is not None else files.cache_dir()) / "features"
-        writer = ChunkedSafetensors(path, {"features": (shape, torch.float32), "labels": (target_shape, target_dtype)},
-                                    key, scratch_dir=scratch)
-    feats = None if streamed else torch.empty(shape)
+    feats = writer = None  # made at the first batch, which gives the feature width
+    streamed = False
     targets = torch.empty(target_shape, dtype=target_dtype)
+    was_training = net.training
+    net.eval()
     chunk = batch_size if device.type != "cpu" else max(1, min(batch_size, CPU_TOKENS_PER_PASS // (grid * grid + 1)))
     bar = tqdm(total=n, unit="img", desc=f"patch features ({size} px)", disable=not progress or not sys.stderr.isatty())
     row = 0
@@ -230,6 +224,15 @@ def extract_patch_features(
                 x = tf.normalize(images.to(device, non_blocking=True))
                 out = torch.cat([patch_tokens(net, part, layers).float().cpu()
                                  for part in x.chunk(math.ceil(len(x) / chunk))])
+                if row == 0:
+                    shape = (n, grid, grid, out.shape[-1])
+                    streamed = nbytes(shape, torch.float32) > budget
+                    if path is not None or streamed:
+                        scratch = (Path(cache_dir).expanduser() if cache_dir is not None else files.cache_dir())
+                        writer = ChunkedSafetensors(path, {"features": (shape, torch.float32),
+                                                           "labels": (target_shape, target_dtype)},
+                                                    key, scratch_dir=scratch / "features")
+                    feats = None if streamed else torch.empty(shape)
                 if feats is not None:
                     feats[row : row + len(out)] = out
                 targets[row : row + len(out)] = target
