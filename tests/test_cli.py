@@ -87,7 +87,8 @@ def _heavy_imports_of(argv: list[str]) -> list[str]:
     return proc.stderr.strip().splitlines()
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["list"], ["info", "aps_vit_t"], ["knn", "--help"], ["finetune", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["info", "aps_vit_t"], ["knn", "--help"], ["finetune", "--help"],
+                                  ["dense", "--help"]])
 def test_help_list_and_info_start_without_torch(argv):
     # torch, timm and faiss cost seconds of start-up; these commands need none of them
     lines = _heavy_imports_of(argv)

@@ -20,11 +20,13 @@ _EXPORTS = {
     "attention_figure": ".attention",
     "attention_maps": ".attention",
     "create_model": ".models",
+    "dense_eval": ".eval.dense",
     "extract_features": ".eval.features",
     "knn_classify": ".eval.knn",
     "linear_probe": ".eval.linear",
     "list_models": ".registry",
     "model_info": ".registry",
+    "open_segmentation": ".data.seg_layouts",
     "push_to_hub": ".hub_folder",
     "save_pretrained": ".hub_folder",
 }

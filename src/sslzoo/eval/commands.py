@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..validation import int_at_least
+from .dense_command import add_dense_command
 from .finetune_cli import add_finetune_arguments, run_from_args
 from .options import check_knn_eval_options, check_linear_eval_options
 from .protocol_names import KNN_PRESETS, POOLS, SAMPLE
@@ -123,3 +124,5 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a model on an ImageFolder dataset (the papers' recipes)")
     add_finetune_arguments(p)
     p.set_defaults(func=run_from_args)
+
+    add_dense_command(sub)

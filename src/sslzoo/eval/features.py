@@ -29,15 +29,13 @@ from .. import files
 from ..data import DecodedDataset, DecodedSplit, EvalTransform, eval_transform
 from ..errors import SslzooError
 from ..validation import int_at_least
+from .frozen import CPU_TOKENS_PER_PASS, weights_sha256  # noqa: F401 - weights_sha256 re-exported
+from .patch_features import PATCH_POOL, extract_patch_features
 from .protocol_names import POOLS
 
 _logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1  # bump when what a cached feature file means changes
-# On CPU a forward pass over a whole batch of 256 keeps activations far larger than the caches: ViT-T/2 at 32 px ran
-# at 45 % of the machine's matmul rate with 256 images per pass and at 60-80 % with about 4096 tokens per pass
-# (benchmarks/features.py). Batches are therefore fed to the model in chunks of about this many tokens on CPU.
-CPU_TOKENS_PER_PASS = 4096
 
 
 def pool_features(model: torch.nn.Module, x: torch.Tensor, pool: str = "cls") -> torch.Tensor:
@@ -66,16 +64,6 @@ def images_per_pass(model: torch.nn.Module, device: torch.device, batch_size: in
         return batch_size
     tokens = model.patch_embed.num_patches + getattr(model, "num_prefix_tokens", 0)
     return max(1, min(batch_size, CPU_TOKENS_PER_PASS // tokens))
-
-
-def weights_sha256(model: torch.nn.Module) -> str:
-    """sha256 of the model's state dict (names, dtypes, shapes and bytes of every parameter and buffer)."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}\t{t.dtype}\t{tuple(t.shape)}\n".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().data)
-    return h.hexdigest()
 
 
 def _collate(transform: EvalTransform, items: list[tuple[Any, int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,6 +146,9 @@ def extract_features(
     progress: bool = True,
     cache_dir: Optional[Union[str, Path]] = None,
     cache_key: Optional[str] = None,
+    layers: int = 1,
+    size: Optional[int] = None,
+    memory_budget_bytes: Optional[int] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Features of every image of ``dataset`` through a frozen ``model``.
 
@@ -166,7 +157,9 @@ def extract_features(
         dataset: a :class:`~sslzoo.data.DecodedSplit` (fastest: uint8 batches transformed on the fly), a dataset from
             :func:`~sslzoo.data.open_dataset`, or any Dataset of ``(image, label)``. uint8 images go through the
             model's eval transform (:func:`~sslzoo.data.eval_transform`); float images are used as they are.
-        pool: ``cls``, ``avg``, ``cls+avg`` or ``last4``.
+        pool: ``cls``, ``avg``, ``cls+avg`` or ``last4``; or ``patch``: the patch-token grids ``(N, h, w, D)``
+            of :func:`~sslzoo.eval.patch_features.extract_patch_features` (which alone takes ``layers``, ``size``
+            and ``memory_budget_bytes``, and segmentation datasets).
         batch_size: images per batch (loading and transform); on CPU the model takes each batch in chunks of
             about 4096 tokens, which runs faster than one large pass.
         num_workers: DataLoader workers (datasets only; a DecodedSplit needs none).
@@ -181,8 +174,14 @@ def extract_features(
     Returns:
         ``(features float32 (N, D'), labels int64 (N,))`` on the CPU.
     """
+    if pool == PATCH_POOL:
+        return extract_patch_features(
+            model, dataset, layers=layers, size=size, batch_size=batch_size, num_workers=num_workers, device=device,
+            progress=progress, cache_dir=cache_dir, cache_key=cache_key, memory_budget_bytes=memory_budget_bytes)
     if pool not in POOLS:
-        raise ValueError(f"Unknown pool {pool!r}: use one of {', '.join(POOLS)}.")
+        raise ValueError(f"Unknown pool {pool!r}: use one of {', '.join(POOLS)} or {PATCH_POOL}.")
+    if (layers, size, memory_budget_bytes) != (1, None, None):
+        raise ValueError("layers, size and memory_budget_bytes apply to pool='patch' only.")
     int_at_least("batch_size", batch_size)
     int_at_least("num_workers", num_workers, 0)
     if len(dataset) == 0:

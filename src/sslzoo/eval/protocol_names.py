@@ -12,3 +12,6 @@ KNN_PRESETS: dict[str, dict] = {
 HEADLINE_K = {"knn:dino": 20, "knn:instdisc": 200}
 SAMPLE = "sample"  # the CIFAR-10 sample shipped inside the package, as a --data value
 POOLS = ("cls", "avg", "cls+avg", "last4")
+# the dense protocols (sslzoo.eval.dense); --protocol takes the part after "dense:"
+DENSE_PROTOCOLS = ("dense:linear", "dense:nn")
+DENSE_DATA = "cifar10-mosaic"  # the built-in dense benchmark (sslzoo.data.mosaic), the default --data of `sslzoo dense`
