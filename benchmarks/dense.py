@@ -147,6 +147,18 @@ def linear_epoch(kind: str, n: int, repeats: int) -> dict:
             "speedup": tr / tc, "target": ">= 5"}
 
 
+def _peak_rss() -> int:
+    """Bytes: the process's high-water resident set (``VmHWM``, which starts afresh at exec; ``ru_maxrss`` keeps the
+    parent's peak across fork and exec on Linux, so it would report the benchmark's own peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _peak_rss_child(patches: int, dim: int, queries: int) -> None:
     """Runs in a fresh process: write the bank to disk in chunks, search it memory-mapped, print the peak RSS."""
     from sslzoo.eval.dense_nn import build_bank, nn_class_scores
@@ -155,7 +167,7 @@ def _peak_rss_child(patches: int, dim: int, queries: int) -> None:
     grid, patch = 8, 8
     n = patches // (grid * grid)
     g = torch.Generator().manual_seed(0)
-    start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    start_rss = _peak_rss()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "bank.safetensors"
         with ChunkedSafetensors(path, {"features": ((n, grid, grid, dim), torch.float32),
@@ -172,7 +184,7 @@ def _peak_rss_child(patches: int, dim: int, queries: int) -> None:
         t = time.process_time()
         nn_class_scores(features.reshape(-1, dim), rows, labels, q, k=30)
         seconds = time.process_time() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak_rss()
     print(json.dumps({"bank": len(rows), "dim": dim, "queries": queries, "bank_file_gib": n * grid * grid * dim * 4 / GiB,
                       "search_cpu_s": seconds, "peak_rss_gib": peak / GiB, "rss_after_imports_gib": start_rss / GiB,
                       "target": "< 3 GiB"}))
@@ -203,12 +215,15 @@ def main() -> None:
                                  linear_epoch("small", 8 if q else 16, 1 if q else 2)],
         "nn_peak_rss": lambda: peak_rss(100_000 if q else 1_000_000, 384, 256),
     }
-    result = json.loads(RESULTS.read_text()) if args.only and RESULTS.is_file() else {}
-    result["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
-                         "threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()}
+    measured = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
+                            "threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()}}
     for name, measure in parts.items():
         if args.only in (None, name):
-            result[name] = measure()
+            measured[name] = measure()
+    # with --only, the other parts come from the results file, read again before writing so that another --only run
+    # that ended meanwhile is kept
+    earlier = lambda: json.loads(RESULTS.read_text()) if args.only and RESULTS.is_file() else {}  # noqa: E731
+    result = {**earlier(), **measured}
     print("| measure | value | target |\n|---|---:|---|")
     for e in result["extraction"]:
         print(f"| patch / CLS extraction, {e['model']} ({e['patch_images_per_cpu_s']:.0f} vs {e['cls_images_per_cpu_s']:.0f}"
@@ -223,7 +238,7 @@ def main() -> None:
     print(f"| dense:nn peak RSS, {r['bank']:,} x {r['dim']} bank on disk ({r['bank_file_gib']:.2f} GiB),"
           f" {r['queries']} queries | {r['peak_rss_gib']:.2f} GiB | {r['target']} |")
     if not q:
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        RESULTS.write_text(json.dumps({**earlier(), **measured}, indent=2) + "\n")
         print(f"wrote {RESULTS}")
 
 
