@@ -32,6 +32,20 @@ class AttentionError(SslzooError, ValueError):
     """A model or block from which CLS attention cannot be read."""
 
 
+def cls_attention(attn: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """Softmax attention of the class token (the first) over all tokens, per head: float (B, heads, N).
+
+    Args:
+        attn: a timm ``Attention`` module (its own ``qkv``, ``q_norm``, ``k_norm`` and ``scale`` are used, so the
+            weights are those of the unfused path whichever kernel the model runs).
+        tokens: (B, N, D), the module's input (the block's ``norm1`` already applied).
+    """
+    batch, count, _ = tokens.shape
+    qkv = attn.qkv(tokens).reshape(batch, count, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q, k = attn.q_norm(qkv[0]), attn.k_norm(qkv[1])
+    return ((q[:, :, :1] * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)[:, :, 0]
+
+
 @torch.no_grad()
 def attention_maps(model: torch.nn.Module, images: torch.Tensor, *, block: int = -1) -> torch.Tensor:
     """Attention of the class token to every patch token, per head, in one block.
@@ -61,12 +75,8 @@ def attention_maps(model: torch.nn.Module, images: torch.Tensor, *, block: int =
     finally:
         handle.remove()
         model.train(was_training)
-    x = captured[0]
-    batch, tokens, _ = x.shape
-    heads = attn.num_heads
-    qkv = attn.qkv(x).reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
-    q, k = attn.q_norm(qkv[0]), attn.k_norm(qkv[1])
-    weights = ((q[:, :, :1] * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)[:, :, 0]  # (B, heads, N)
+    weights = cls_attention(attn, captured[0])
+    batch, heads, tokens = weights.shape
     prefix = getattr(model, "num_prefix_tokens", 1)
     patch = model.patch_embed.patch_size
     grid = (images.shape[-2] // patch[0], images.shape[-1] // patch[1])

@@ -17,6 +17,7 @@ from .command_line import EXIT_FAILED, EXIT_USAGE, CommandParser, report_error  
 from .errors import SslzooError
 from .eval.commands import add_eval_commands
 from .notices import show_notices
+from .registry.layouts import LAYOUT_NAMES
 from .validation import InvalidOptionError
 
 EXIT_OK = 0
@@ -242,7 +243,7 @@ def build_parser(plugins: Optional[dict] = None) -> argparse.ArgumentParser:
         description="Convert a released or training checkpoint into sslzoo's hub folder (model.safetensors, config.json,"
         " README.md, and full.safetensors with the heads). Files are read without executing pickled code.",
     )
-    p.add_argument("--from", dest="layout", default="auto", choices=["auto", "aps", "patchmix", "adclr", "dino", "mocov3"],
+    p.add_argument("--from", dest="layout", default="auto", choices=["auto", *LAYOUT_NAMES],
                    help="the checkpoint's layout (default: recognised from its keys)")
     p.add_argument("input", metavar="IN", help="the checkpoint file (.pth / .pth.tar / .safetensors)")
     p.add_argument("out_dir", metavar="OUT_DIR", help="the hub folder to write")

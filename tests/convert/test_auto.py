@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from functools import partial
 from pathlib import Path
 
@@ -136,3 +137,23 @@ def test_an_explicit_layout_of_the_same_family_is_honoured_with_a_notice(tmp_pat
         converted = convert(path, "patchmix", num_heads=4)
     assert converted.layout == "patchmix" and "looks like the" in caplog.text and "as asked" in caplog.text
     assert cli.main(["convert", "--from", "patchmix", str(path), str(tmp_path / "out")]) == cli.EXIT_OK
+
+
+def test_the_layouts_table_and_the_converters_agree(tmp_path):
+    """Each row's converter recognises that row's files as that row's layout; every name elsewhere is a row's name."""
+    from sslzoo import convert as package
+    from sslzoo.registry import WEIGHTS, layouts
+
+    assert package.LAYOUTS == layouts.LAYOUT_NAMES == tuple(CHECKPOINTS) and set(layouts.TITLES) == set(CHECKPOINTS)
+    for row in layouts.LAYOUTS:
+        module = importlib.import_module(f"sslzoo.convert.{row.converter}")
+        assert callable(module.recognise) and callable(module.convert) and module.EXPECTED
+        (tmp_path / row.name).mkdir()
+        assert module.recognise(read_checkpoint(_file(row.name, tmp_path / row.name))) == row.name
+    pairs = [(a, b) for a in layouts.LAYOUT_NAMES for b in layouts.LAYOUT_NAMES if a != b]
+    assert {frozenset(p) for p in pairs if layouts.same_family(*p)} == SAME_CONTAINER
+    choices = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["convert"]._actions
+                   if a.dest == "layout").choices
+    assert choices == ["auto", *layouts.LAYOUT_NAMES]
+    used = {w.convert_from for entries in WEIGHTS.values() for w in entries if w.convert_from}
+    assert used and used <= set(layouts.LAYOUT_NAMES)

@@ -18,7 +18,8 @@ from sslzoo import data as sslzoo_data, files
 from sslzoo.data import ClassesError
 from sslzoo.errors import SslzooError
 from sslzoo.eval import finetune as ft
-from sslzoo.eval import finetune_cli, finetune_data, finetune_recipes
+from sslzoo.eval.finetune import cli as finetune_cli, data as finetune_data, recipes as finetune_recipes
+from sslzoo.eval.finetune import run as finetune_run
 from sslzoo.vit import build_vit
 
 SAMPLE_ZIP = sslzoo_data.SAMPLE_ARCHIVE
@@ -130,18 +131,18 @@ def test_checkpoint_is_plain_data(finished):
 
 def test_resume_after_epoch_one_gives_the_uninterrupted_weights(workspace, finished, monkeypatch):
     out = workspace["root"] / "interrupted"
-    save = ft.save_torch_atomic
+    save = finetune_run.save_torch_atomic
 
     def killed_after_first_checkpoint(state, path):
         save(state, path)
         raise KeyboardInterrupt  # as if the job were killed right after epoch 1 was saved
 
-    monkeypatch.setattr(ft, "save_torch_atomic", killed_after_first_checkpoint)
+    monkeypatch.setattr(finetune_run, "save_torch_atomic", killed_after_first_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         ft.finetune(workspace["backbone"], workspace["data"], output=out, **RUN)
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert not (out / "model.safetensors").exists()
-    monkeypatch.setattr(ft, "save_torch_atomic", save)
+    monkeypatch.setattr(finetune_run, "save_torch_atomic", save)
 
     resumed = ft.finetune(workspace["backbone"], workspace["data"], output=out, resume=True, **RUN)
     expected = load_file(finished["output"] / "model.safetensors")

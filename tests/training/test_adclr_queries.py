@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.views import adclr_queries as aq
+from training.frameworks import adclr as aq
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -15,7 +15,8 @@ BLOCKS = {  # module -> the names whose docstrings hold a runnable example
     "views.aps": ["sample_pairs"],
     "views.patchmix": ["patch_mix"],
     "views.contrastive_crop": ["BoxBank"],
-    "views.adclr_queries": ["query_crops", "one_way_mask"],
+    "views.adclr_queries": ["query_crops"],
+    "frameworks.adclr": ["one_way_mask"],
     "objectives.infonce": ["info_nce"],
     "objectives.dino": ["dino_loss"],
 }

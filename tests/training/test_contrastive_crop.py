@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from test_augment import ks_statistic  # tests/training is on sys.path (rootdir-relative test modules)
+from training.frameworks import ccrop_heatmaps as heatmaps
 from training.views import contrastive_crop as cc
 from training.errors import ViewConfigError
 from training.views.pipeline import ViewPipeline
@@ -53,7 +54,7 @@ def _attention_by_hook(vit, images):
 def test_vit_heatmaps_read_the_last_block(tiny_vit_factory):
     vit = tiny_vit_factory(depth=2).train()
     images = torch.randn(3, 3, 32, 32, generator=_gen(1))
-    maps = {kind: cc.vit_heatmaps(vit, images, kind=kind) for kind in cc.HEATMAP_KINDS}
+    maps = {kind: heatmaps.vit_heatmaps(vit, images, kind=kind) for kind in heatmaps.HEATMAP_KINDS}
     assert vit.training, "the model's mode must be restored"
     assert all(m.shape == (3, 8, 8) and not m.requires_grad for m in maps.values())
     vit.eval()
@@ -64,7 +65,7 @@ def test_vit_heatmaps_read_the_last_block(tiny_vit_factory):
     reference = _attention_by_hook(vit, images)[:, :, 0, 1:].mean(1).view(3, 8, 8)
     torch.testing.assert_close(maps["cls_attention"], reference, atol=1e-6, rtol=0)
     with pytest.raises(ViewConfigError, match="heat-map kind"):
-        cc.vit_heatmaps(vit, images, kind="grad_cam")
+        heatmaps.vit_heatmaps(vit, images, kind="grad_cam")
 
 
 @SETTINGS

@@ -1,6 +1,6 @@
 """ADCLR (METHODS 4, the paper's pixel queries on DINO): DINO + lambda * a query loss on query crops.
 
-The query crops are appended to each global view behind a one-way mask (``training.views.adclr_queries``); student
+The query crops are appended to each global view behind a one-way mask (``training.frameworks.adclr``); student
 query tokens of view 1 are matched to the teacher's query tokens of view 2 and vice versa, with their own centre.
 DINO's local crops (``framework.local_crops_number``), when a recipe asks for them, are taken exactly as DINO takes
 them: the student encodes them and they join the CLS loss against the teacher's global views. The query side is set
@@ -19,7 +19,7 @@ from ..frameworks.dino import DINO
 from .base import StepContext
 from .dino import DINOMethod, DINOSettings
 from ..objectives.dino import Center, cross_entropy, dino_loss
-from ..views.adclr_queries import encode_queries_standalone, forward_with_queries
+from ..frameworks.adclr import encode_queries_standalone, forward_with_queries
 from ..views.crops import ViewGeometry
 from ..views.draws import RandomSource
 from ..views.geometry import CropSpec, for_crops

@@ -5,7 +5,8 @@ Warm-up epochs use plain RandomResizedCrop; afterwards both views' crops come fr
 inside each image's box. At the end of the epochs that ``should_update_boxes`` names, an eval pass of the online
 backbone over the whole training set, unshuffled and without augmentation, recomputes the boxes; under DDP every
 rank handles a contiguous shard and the boxes are all-gathered. The boxes are part of the checkpoint. The maths
-(heat maps, boxes, Beta draws, the bank) is ``training.views.contrastive_crop``.
+(boxes, Beta draws, the bank) is ``training.views.contrastive_crop``; the heat maps are
+``training.frameworks.ccrop_heatmaps``.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from torch import Tensor, nn
 from .. import distributed
 from ..data.batch import to_unit_float
 from ..errors import MethodConfigError
+from ..frameworks.ccrop_heatmaps import vit_heatmaps
 from .base import EvalImages, Method
 from .dino import DINOMethod
 from .mocov3 import MoCoV3Method
-from ..views.contrastive_crop import BoxBank, BoxGuide, heatmap_boxes, should_update_boxes, vit_heatmaps
+from ..views.contrastive_crop import BoxBank, BoxGuide, heatmap_boxes, should_update_boxes
 from ..views.geometry import CropSpec
 
 

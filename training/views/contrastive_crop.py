@@ -2,16 +2,14 @@
 
 METHODS 3.1-3.2 and the ViT port of 3.7. Every training image keeps a normalised box (h_min, w_min, h_max, w_max),
 initially the whole image, in a :class:`BoxBank`. After the warm-up and then every ``interval`` epochs the boxes are
-recomputed from the encoder's heat maps (:func:`vit_heatmaps` -> :func:`heatmap_boxes`). Crops are then drawn with
+recomputed from the encoder's heat maps (``training.frameworks.ccrop_heatmaps.vit_heatmaps`` -> :func:`heatmap_boxes`). Crops are then drawn with
 RandomResizedCrop's size law and a Beta(alpha, alpha) position of their centre inside the box
 (:func:`center_suppressed_boxes`) and handed to ``ViewPipeline(..., boxes=...)``.
 
 Choices where the paper's ResNet recipe has no ViT counterpart (METHODS 3.7, not official):
 
-- The heat map comes from the last block's patch tokens after the final norm, on a (H/p) x (W/p) grid: ``kind``
-  ``channel_sum`` is the paper's M = sum_c F_c, ``token_norm`` the tokens' L2 norm (the default: a channel sum of
-  layer-normed tokens is close to constant), ``cls_attention`` the last block's CLS -> patch attention averaged
-  over heads. ViT maps are flatter than ResNet ones; use a threshold of about 0.3-0.5 rather than 0.1.
+- The heat map is the ViT's (``training.frameworks.ccrop_heatmaps``: the last block's patch-token norms by default).
+  ViT maps are flatter than ResNet ones; use a threshold of about 0.3-0.5 rather than 0.1.
 - A constant heat map (no pixel above the threshold after min-max normalisation) gives the whole image (0, 0, 1, 1)
   instead of the official code's division by zero.
 - u is kept below 1: at alpha = 0.1 about 1 % of Beta draws round to exactly 1.0, which would put the crop one
@@ -29,46 +27,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from torch.nn import functional as F
-from timm.models.vision_transformer import VisionTransformer
 
 from ..errors import ViewConfigError
-from ..frameworks.tokens import embed_tokens, patch_tokens
 from .crops import sample_crop_boxes
 from .draws import RandomSource, rand_normal, rand_uniform
-
-HEATMAP_KINDS = ("channel_sum", "token_norm", "cls_attention")
-
-
-def _last_block_cls_attention(vit: VisionTransformer, x: Tensor) -> Tensor:
-    """(B, N) CLS -> token attention of the last block, averaged over heads, for tokens ``x`` entering that block."""
-    block = vit.blocks[-1]
-    attn = block.attn
-    batch, tokens, _ = x.shape
-    qkv = attn.qkv(block.norm1(x)).reshape(batch, tokens, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-    q, k = attn.q_norm(qkv[0]), attn.k_norm(qkv[1])
-    weights = (q[:, :, :1] * attn.scale @ k.transpose(-2, -1)).softmax(dim=-1)
-    return weights.mean(dim=1)[:, 0]
-
-
-@torch.no_grad()
-def vit_heatmaps(vit: VisionTransformer, images: Tensor, *, kind: str = "token_norm") -> Tensor:
-    """Heat maps (B, H/p, W/p) of normalised images from an eval-mode, no-grad pass of ``vit``."""
-    if kind not in HEATMAP_KINDS:
-        raise ViewConfigError(f"heat-map kind must be one of {HEATMAP_KINDS}, got {kind!r}.")
-    was_training = vit.training
-    vit.eval()
-    try:
-        x = vit.blocks[:-1](embed_tokens(vit, images))
-        if kind == "cls_attention":
-            maps = patch_tokens(vit, _last_block_cls_attention(vit, x))
-        else:
-            patches = patch_tokens(vit, vit.norm(vit.blocks[-1](x)))
-            maps = patches.sum(dim=-1) if kind == "channel_sum" else patches.norm(dim=-1)
-    finally:
-        vit.train(was_training)
-    patch = vit.patch_embed.patch_size
-    return maps.reshape(images.shape[0], images.shape[-2] // patch[0], images.shape[-1] // patch[1]).float()
-
 
 def heatmap_boxes(heatmaps: Tensor, *, threshold: float, out_size: int | tuple[int, int]) -> Tensor:
     """Normalised boxes (B, 4) as (h_min, w_min, h_max, w_max) of the region where the heat map exceeds ``threshold``.

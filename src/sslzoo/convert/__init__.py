@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 from pathlib import Path
@@ -24,19 +25,18 @@ import torch
 
 from ..errors import CheckpointFormatError, SslzooError, UnsafeCheckpointError
 from ..files import load_checkpoint, sha256_file
-from . import aps, dino, mocov3, patchmix
-from .folder import TITLES, write_converted
+from ..registry.layouts import LAYOUT_NAMES, TITLES, same_family
+from ..registry.layouts import LAYOUTS as _ROWS
+from .folder import write_converted
 from .vit import Converted
 
 __all__ = ["LAYOUTS", "Converted", "convert", "convert_file", "detect_layout", "read_checkpoint", "write_converted"]
 
-_MODULES = (aps, patchmix, dino, mocov3)
-_BY_LAYOUT = {layout: module for module in _MODULES for layout in module.LAYOUTS}
-# layouts whose files hold the same containers (a two-encoder state dict; teacher/student dicts): an explicit --from
-# of one converts the other's files, with a notice, because the tensors fit whichever name the user gives
-_FAMILIES = (frozenset({"patchmix", "mocov3"}), frozenset({"adclr", "dino"}))
+# one converter module per row of the layouts table (sslzoo.registry.layouts), in the table's order of recognition
+_BY_LAYOUT = {row.name: importlib.import_module(f".{row.converter}", __name__) for row in _ROWS}
+_MODULES = tuple(dict.fromkeys(_BY_LAYOUT.values()))
 _logger = logging.getLogger(__name__)
-LAYOUTS: tuple[str, ...] = ("aps", "patchmix", "adclr", "dino", "mocov3")
+LAYOUTS: tuple[str, ...] = LAYOUT_NAMES
 TIMM = "timm"  # what detect_layout() calls a backbone that is already in timm names (nothing to convert)
 
 _PICKLED_MODEL_HELP = (
@@ -104,8 +104,10 @@ def _check_layout(obj: Any, layout: str) -> str:
     if layout != "auto" and _BY_LAYOUT[layout].recognise(obj):
         return layout
     found = _recognised(obj)
-    kin = [f for f in found if any({f, layout} <= family for family in _FAMILIES)]
-    if layout != "auto" and kin:
+    # a layout of the same family holds the same containers: an explicit --from of one converts the other's files,
+    # with a notice, because the tensors fit whichever name the user gives
+    kin = [f for f in found if layout != "auto" and same_family(f, layout)]
+    if kin:
         _logger.warning("--from %s: this checkpoint looks like the %s layout; it is converted as %s, as asked (both"
                         " hold the same state dicts; the converter checks every tensor).", layout, TITLES[kin[0]],
                         TITLES[layout])

@@ -18,7 +18,6 @@ from ..errors import CheckpointFormatError
 from ..preprocessing import CIFAR10_MEAN, CIFAR10_STD_APS
 from .vit import Converted, assemble, imagenet_preprocessing, pick_encoder, tensors_only
 
-LAYOUTS = ("aps",)
 EXPECTED = (
     "a bare state dict with base_encoder.patchify.weight, base_encoder.pos_embedding of shape (N, 1, D) and"
     " base_encoder.transformer.{i}.* (or the same keys without the prefix, for a fine-tuned model)"

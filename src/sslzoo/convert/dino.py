@@ -17,7 +17,6 @@ import torch
 
 from .vit import Converted, assemble, imagenet_preprocessing, pick_encoder, strip_prefix, tensors_only
 
-LAYOUTS = ("adclr", "dino")
 EXPECTED = "a dict with 'teacher' / 'student' state dicts holding backbone.* (timm names) and head.*"
 ENCODERS = ("teacher", "student")
 # Backbone modules of ADCLR/PQCL (and iBOT's mask token) that the ViT's forward pass never uses.

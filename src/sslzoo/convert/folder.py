@@ -9,12 +9,12 @@ from typing import Any, Optional
 import torch
 
 from .. import registry
+from ..registry.layouts import TITLES
 from ..files import save_safetensors
 from ..hub import FULL_WEIGHTS_NAME
 from ..hub_folder import save_pretrained
 from .vit import Converted
 
-TITLES = {"aps": "APS", "patchmix": "PatchMix", "adclr": "ADCLR/PQCL", "dino": "DINO", "mocov3": "MoCo v3"}
 
 
 def registry_architecture(method: str, model: torch.nn.Module) -> Optional[str]:

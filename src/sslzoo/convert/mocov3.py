@@ -14,7 +14,6 @@ from typing import Any, Callable, Optional
 from ..errors import CheckpointFormatError
 from .vit import Converted, assemble, imagenet_preprocessing, pick_encoder, strip_prefix, tensors_only
 
-LAYOUTS = ("mocov3",)
 EXPECTED = (
     "a dict with 'state_dict' holding module.base_encoder.* / module.momentum_encoder.* in timm names and"
     " module.predictor.{0,1,3}.*"

@@ -14,7 +14,6 @@ from typing import Any, Optional
 from .mocov3 import convert_encoders, is_patchmix, training_state_dict
 from .vit import Converted, imagenet_preprocessing
 
-LAYOUTS = ("patchmix",)
 EXPECTED = (
     "a dict with 'state_dict' holding base_encoder.* / momentum_encoder.* in timm names and predictor.{0,1,3,4}.*"
 )

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..validation import int_at_least
 from .dense_command import add_dense_command
-from .finetune_cli import add_finetune_arguments, run_from_args
+from .finetune.cli import add_finetune_arguments, run_from_args
 from .options import check_knn_eval_options, check_linear_eval_options
 from .protocol_names import KNN_PRESETS, POOLS, SAMPLE
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .finetune_recipes import FinetuneRecipe
+from .recipes import FinetuneRecipe
 
 
 def describe_finetuned(

@@ -1,4 +1,4 @@
-"""The flags of ``sslzoo finetune``: one per recipe field and one per run setting of :func:`~sslzoo.eval.finetune.finetune`.
+"""The flags of ``sslzoo finetune``: one per recipe field and one per run setting of :func:`~sslzoo.eval.finetune.run.finetune`.
 
 Building the parser imports no torch; :func:`run_from_args` loads the fine-tuning stack when the command runs.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
-from ..cpu_allocator import retain_freed_memory
-from .finetune_recipes import FINETUNE_RECIPES, NORMALIZATIONS, TRAIN_CROPS, check_finetune_options
+from ...cpu_allocator import retain_freed_memory
+from .recipes import FINETUNE_RECIPES, NORMALIZATIONS, TRAIN_CROPS, check_finetune_options
 
 # recipe fields that have a flag: name -> (type, help)
 _RECIPE_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
@@ -77,8 +77,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     kwargs = finetune_kwargs_from_args(args)
     check_finetune_options(kwargs["recipe"], **{name: kwargs[name] for name in (
         "num_workers", "limit_train", "limit_test", "max_steps_per_epoch", *_RECIPE_FLAGS)})
-    from ..runlog import resolve_device  # torch, timm: after the options are known to be good
-    from .finetune import finetune
+    from ...runlog import resolve_device  # torch, timm: after the options are known to be good
+    from .run import finetune
 
     if resolve_device(args.device).type == "cpu":
         retain_freed_memory()  # the command owns its process: each step's activations stay mapped (cpu_allocator)

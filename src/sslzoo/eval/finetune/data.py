@@ -12,9 +12,9 @@ from timm.data.transforms import RandomResizedCropAndInterpolation
 from torch.utils.data import Dataset, Subset
 from torchvision import transforms
 
-from .. import data as sslzoo_data
-from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD
-from .finetune_recipes import FinetuneRecipe
+from ... import data as sslzoo_data
+from ...preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from .recipes import FinetuneRecipe
 
 
 def subset(dataset: Dataset, limit: Optional[int], seed: int) -> Dataset:

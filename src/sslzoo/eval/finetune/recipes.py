@@ -1,7 +1,7 @@
 """The fine-tuning recipes (protocol ``finetune:<recipe>``): their fields, the presets from the papers, overrides.
 
 Plain data with no torch import, so the command line can list and check recipes before anything heavy loads;
-:mod:`sslzoo.eval.finetune` runs them.
+:mod:`sslzoo.eval.finetune.run` runs them.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from ..errors import SslzooError
-from ..validation import int_at_least
+from ...errors import SslzooError
+from ...validation import int_at_least
 
 TRAIN_CROPS = ("random-crop", "random-resized-crop")
 NORMALIZATIONS = ("imagenet", "model")
