@@ -84,14 +84,15 @@ def training_flops(cfg: dict[str, Any]) -> float:
     """FLOPs of one training iteration (views, forward and backward of every sub-step) at the run's settings."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from training import distributed, pretrain
+    from training import distributed, loop, pretrain
 
     cfg = json.loads(json.dumps(cfg))
     cfg.update(steps=1, device="cpu", output=str(Path(cfg["output"]) / "_flops"), resume=None)
     cfg["log"].update(knn_every_epochs=0, knn_every_steps=0, progress=False)
     tr = pretrain.build(cfg, distributed.init_distributed("cpu"))
+    batch = next(iter(tr.source.epoch_batches(0, 0)))
     with FlopCounterMode(display=False) as counter:
-        pretrain.train_iteration(tr)
+        loop.train_iteration(tr, batch)
     return float(counter.get_total_flops())
 
 
@@ -432,10 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     curves = {e["architecture"].split("_vit_")[0]: e["weights_run"] for e in ordered if "knn_curve" in e["weights_run"]}
     if curves:
         _plot_curves(curves, CARDS / "knn_vs_epoch.png")
-    # The registry reads index.json at import: reload it so that the pictures load the new entries by name.
-    import importlib
-
-    importlib.reload(registry)
+    # The registry builds its weights table from index.json on first use: drop it so that the pictures load the new
+    # entries by name (a module reload would keep the old table, which lives in the module's namespace).
+    vars(registry).pop("WEIGHTS", None)
     images = _sample_images(args.runs / "attention_inputs")
     names = [f"{_architecture(mm)}.{TAG}" for mm in METHOD_ORDER if _architecture(mm) in entries]
     _attention_sheet(names, CARDS / "attention.png", images)

@@ -33,8 +33,8 @@ def views_sentence(runs: list[dict[str, Any]]) -> str:
     shared = ["architecture", "batch"] + (["epochs"] if len(budgets) <= 1 else [])
     if len(bases) == 1 and None not in bases:
         sentence = (f"Every zoo method ran with the same {', '.join(shared)} and base views (`views.base: {bases.pop()}`), so the"
-                    f" table compares methods at {'this budget' if len(budgets) <= 1 else 'equal budgets'} and"
-                    " nothing else.")
+                    f" {'table compares methods at this budget' if len(budgets) <= 1 else 'table compares methods within one budget'}"
+                    " and nothing else.")
     else:
         sentence = (f"Every zoo method ran with the same {', '.join(shared[:-1])} and {shared[-1]}, but with its own paper's training views (crop scales,"
                     " blur and solarisation differ), so the table compares methods and their views together.")
