@@ -25,8 +25,8 @@ _EXPORTS = {
     "linear_probe": ".eval.linear",
     "list_models": ".registry",
     "model_info": ".registry",
-    "push_to_hub": ".hub_folder",
-    "save_pretrained": ".hub_folder",
+    "push_to_hub": ".weights.hub_folder",
+    "save_pretrained": ".weights.hub_folder",
 }
 
 __all__ = ["SslzooError", *sorted(_EXPORTS)]
