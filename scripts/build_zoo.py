@@ -31,7 +31,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
-from sslzoo import files, hub, preprocessing, registry  # noqa: E402
+from sslzoo import files, preprocessing, registry  # noqa: E402
+from sslzoo.weights import local_hubs as hub  # noqa: E402
 from sslzoo.attention import attention_figure  # noqa: E402
 from sslzoo.card import render_card  # noqa: E402
 from sslzoo.data import decoded_split, embedded_sample  # noqa: E402

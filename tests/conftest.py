@@ -79,11 +79,11 @@ def tiny_vit_factory():
 @pytest.fixture
 def isolated_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No test that uses it sees the user's caches, the shipped hub or the network; returns the temporary root."""
-    from sslzoo import hub
+    from sslzoo.weights import local_hubs
 
     monkeypatch.setenv("SSLZOO_HUB", str(tmp_path / "env_hub"))
     monkeypatch.setenv("SSLZOO_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hub, "SHIPPED_HUB", tmp_path / "shipped_hub")
+    monkeypatch.setattr(local_hubs, "SHIPPED_HUB", tmp_path / "shipped_hub")
     return tmp_path

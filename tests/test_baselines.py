@@ -20,8 +20,9 @@ import torch
 from safetensors.torch import save_file
 
 import sslzoo
-from sslzoo import cli, pins, registry
-from sslzoo.download import download
+from sslzoo import cli, registry
+from sslzoo.weights import pins
+from sslzoo.weights.download import download
 from sslzoo.errors import ChecksumError, WeightsNotFoundError
 from tests.convert.test_mocov3 import mocov3_checkpoint
 

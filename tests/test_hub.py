@@ -8,7 +8,8 @@ from safetensors.torch import save_file
 from timm.models import PretrainedCfg
 
 import sslzoo
-from sslzoo import card, cli, files, hub, registry
+from sslzoo import card, cli, files, registry
+from sslzoo.weights.locate import locate_registered
 from sslzoo.errors import ChecksumError, CheckpointFormatError, UnsafeCheckpointError, WeightsNotFoundError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -195,7 +196,7 @@ def test_offline_resolution_order(tmp_path, monkeypatch):
     assert loaded() == 2
     (tmp_path / "shipped_hub" / name / "model.safetensors").unlink()
     assert loaded() == 3
-    assert "sslzoo-test--tiny" in str(hub.locate_registered(registry.resolve(name))[0])
+    assert "sslzoo-test--tiny" in str(locate_registered(registry.resolve(name))[0])
     for p in (tmp_path / "hf").rglob("model.safetensors"):
         p.unlink()
     with pytest.raises(WeightsNotFoundError) as e:
@@ -346,8 +347,8 @@ def test_an_unreachable_hub_fails_within_seconds_and_says_how_to_work_offline(tm
     monkeypatch.delenv("HF_HUB_OFFLINE")
     env = dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{silent.getsockname()[1]}")
     script = (
-        "import time\nfrom sslzoo import hub, registry\nfrom sslzoo.errors import WeightsNotFoundError\n"
-        "start = time.perf_counter()\ntry:\n    hub.locate_registered(registry.resolve('aps_vit_b'))\n"
+        "import time\nfrom sslzoo import registry\nfrom sslzoo.weights.locate import locate_registered\nfrom sslzoo.errors import WeightsNotFoundError\n"
+        "start = time.perf_counter()\ntry:\n    locate_registered(registry.resolve('aps_vit_b'))\n"
         "except WeightsNotFoundError as e:\n    print(f'{time.perf_counter() - start:.1f}')\n    print(e)\n"
     )
     try:

@@ -20,13 +20,15 @@ LAYERS: list[tuple[str, ...]] = [
     ("sslzoo.errors", "sslzoo.preprocessing", "sslzoo.validation", "sslzoo.notices", "sslzoo.cache",
      "sslzoo.atomic", "sslzoo.cpu_allocator", "sslzoo.command_line"),
     ("sslzoo.registry",),
-    ("sslzoo.files", "sslzoo.vit", "sslzoo.card", "sslzoo.runlog", "sslzoo.download", "sslzoo.pins",
-     "sslzoo.timm_compat", "sslzoo.pretrained_cfg", "sslzoo.hf_reachable"),
-    ("sslzoo.release_files",),
-    ("sslzoo.hub",),
-    ("sslzoo.hub_folder",),
-    ("sslzoo.convert",),
-    ("sslzoo.weights",),
+    ("sslzoo.files", "sslzoo.vit", "sslzoo.card", "sslzoo.runlog", "sslzoo.timm_compat", "sslzoo.pretrained_cfg"),
+    # sslzoo.weights, its own flow lowest first: checks and names, fetchers, the sources, locating and hub folders,
+    # conversion, then a registry entry's weights end to end
+    ("sslzoo.weights.hf_reachable", "sslzoo.weights.pins", "sslzoo.weights.local_hubs", "sslzoo.weights.checksum"),
+    ("sslzoo.weights.download", "sslzoo.weights.huggingface", "sslzoo.weights.release_listing"),
+    ("sslzoo.weights.sources",),
+    ("sslzoo.weights.locate", "sslzoo.weights.hub_folder"),
+    ("sslzoo.weights.convert",),
+    ("sslzoo.weights.registered", "sslzoo.weights"),
     ("sslzoo.models", "sslzoo.torch_hub"),
     ("sslzoo.timm_registry",),
     ("sslzoo.data",),
@@ -34,6 +36,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("sslzoo.cli", "sslzoo"),
     ("training",),
 ]
+# what code outside sslzoo.weights may import of it: the fetchers and the sources are reached through these only
+WEIGHTS_INTERFACE = {"sslzoo.weights.registered", "sslzoo.weights.hub_folder", "sslzoo.weights.locate",
+                     "sslzoo.weights.pins", "sslzoo.weights.convert", "sslzoo.weights.local_hubs"}
 
 
 def module_name(path: Path) -> str:
@@ -123,10 +128,29 @@ def test_every_import_points_down_the_flow():
 
 def test_the_graph_reader_sees_lazy_and_relative_imports():
     edges = graph()
-    assert "sslzoo.hub" in edges["sslzoo.cli"]  # imported inside a command function
+    assert "sslzoo.weights.locate" in edges["sslzoo.cli"]  # imported inside a command function
     assert "sslzoo.files" in edges["sslzoo.data.cache"]  # `from .. import files`
-    assert {"sslzoo.vit", "sslzoo.hub"} <= edges["sslzoo.hub_folder"]
+    assert {"sslzoo.vit", "sslzoo.weights.checksum", "sslzoo.weights.local_hubs"} <= edges["sslzoo.weights.hub_folder"]
+    assert {"sslzoo.files", "sslzoo.weights.local_hubs"} <= edges["sslzoo.weights.convert.cache"]  # `...`, `..`
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def weights_reached_from_outside(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    """``{module outside sslzoo.weights: the sslzoo.weights modules it imports that are not its interface}``."""
+    inside = lambda m: m == "sslzoo.weights" or m.startswith("sslzoo.weights.")  # noqa: E731
+    bypass = {a: {b for b in targets if inside(b) and b not in WEIGHTS_INTERFACE
+                  and not any(b.startswith(i + ".") for i in WEIGHTS_INTERFACE)}
+              for a, targets in edges.items() if not inside(a)}
+    return {a: b for a, b in bypass.items() if b}
+
+
+def test_every_weights_module_has_its_own_layer_and_the_package_is_reached_through_its_interface():
+    edges = graph()
+    weights = [m for m in edges if m.startswith("sslzoo.weights.")]
+    assert weights and all(LAYERS[layer(m)][0].startswith("sslzoo.weights.") for m in weights)
+    assert weights_reached_from_outside(edges) == {}
+    assert weights_reached_from_outside({"sslzoo.models": {"sslzoo.weights.sources"}}) == {
+        "sslzoo.models": {"sslzoo.weights.sources"}}
 
 
 def test_no_file_is_over_400_lines():
@@ -137,5 +161,6 @@ def test_no_file_is_over_400_lines():
 
 if __name__ == "__main__":
     g = graph()
-    print("\n".join(["cycles:", *map(" -> ".join, cycles(g)), "upward:", *upward_imports(g)]))
+    print("\n".join(["cycles:", *map(" -> ".join, cycles(g)), "upward:", *upward_imports(g), "weights bypassed:",
+                     *(f"{a} imports {sorted(b)}" for a, b in weights_reached_from_outside(g).items())]))
     sys.exit(0)

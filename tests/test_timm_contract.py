@@ -28,9 +28,9 @@ CONTRACT = sorted(name for name in registry.ARCHITECTURES
 
 @pytest.fixture
 def shipped_zoo(monkeypatch):
-    from sslzoo import hub
+    from sslzoo.weights import local_hubs
 
-    monkeypatch.setattr(hub, "SHIPPED_HUB", registry.ZOO_INDEX.parent)
+    monkeypatch.setattr(local_hubs, "SHIPPED_HUB", registry.ZOO_INDEX.parent)
 
 
 def test_every_sslzoo_name_and_tag_is_in_timms_registry(shipped_zoo) -> None:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import sslzoo
-from sslzoo import cli, hub, published, registry
+from sslzoo import cli, published, registry
+from sslzoo.weights import local_hubs
 from sslzoo.eval.protocols import LoadedModel, knn_eval
 from sslzoo.published import TAG, zoo_table
 
@@ -16,13 +17,13 @@ NAMES = [f"{e['architecture']}.{e['weights']['tag']}" for e in ENTRIES]
 METHODS = ("mocov3", "dino", "aps", "patchmix", "ccrop", "adclr")
 
 
-SHIPPED_HUB = hub.SHIPPED_HUB
+SHIPPED_HUB = local_hubs.SHIPPED_HUB
 
 
 @pytest.fixture(autouse=True)
 def offline_with_the_shipped_hub(isolated_hub, monkeypatch):
     """The user's caches and the network are out of reach; the hub folder shipped in the package is not."""
-    monkeypatch.setattr(hub, "SHIPPED_HUB", SHIPPED_HUB)
+    monkeypatch.setattr(local_hubs, "SHIPPED_HUB", SHIPPED_HUB)
 
 
 def test_every_method_has_a_published_cifar10_checkpoint(capsys):
@@ -89,7 +90,7 @@ def test_a_tampered_shipped_checkpoint_is_refused(tmp_path, monkeypatch):
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    monkeypatch.setattr(hub, "SHIPPED_HUB", shipped)
+    monkeypatch.setattr(local_hubs, "SHIPPED_HUB", shipped)
     with pytest.raises(sslzoo.SslzooError, match="sha256"):
         sslzoo.create_model(name, pretrained=True)
 

@@ -23,7 +23,7 @@ import torch
 from sslzoo.command_line import CommandParser, report_error
 from sslzoo.errors import SslzooError
 from sslzoo.files import save_safetensors
-from sslzoo.hub_folder import save_pretrained
+from sslzoo.weights.hub_folder import save_pretrained
 from .checkpoint import find_checkpoint, load_checkpoint
 from .config import parse_yaml
 from .frameworks.backbone import build_backbone

@@ -27,8 +27,8 @@ _EXPORTS = {
     "list_models": ".registry",
     "model_info": ".registry",
     "open_segmentation": ".data.seg_layouts",
-    "push_to_hub": ".hub_folder",
-    "save_pretrained": ".hub_folder",
+    "push_to_hub": ".weights.hub_folder",
+    "save_pretrained": ".weights.hub_folder",
 }
 
 __all__ = ["SslzooError", *sorted(_EXPORTS)]

@@ -105,7 +105,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _pin_text(full_name: str, w: dict) -> str:
     if w["sha256"]:
         return f"{w['sha256']} (published)"
-    from .pins import first_use_pin
+    from .weights.pins import first_use_pin
 
     pin = first_use_pin(full_name)
     if pin is None:
@@ -115,7 +115,7 @@ def _pin_text(full_name: str, w: dict) -> str:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from .weights import load_registered_weights
+    from .weights.registered import load_registered_weights
 
     for name in args.names:
         resolved = registry.resolve(name)
@@ -125,13 +125,14 @@ def _cmd_download(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from . import files, hub
-    from .pins import first_use_pin, forget_pin
+    from . import files
+    from .weights.locate import cached_copies
+    from .weights.pins import first_use_pin, forget_pin
 
     if args.repin:
         if not args.names:
             raise InvalidOptionError("--repin needs the names to re-pin: sslzoo verify --repin NAME [NAME ...]")
-        from .weights import load_registered_weights
+        from .weights.registered import load_registered_weights
 
         for name in args.names:
             resolved = registry.resolve(name)
@@ -146,7 +147,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     uncached = 0
     for name in names:
         resolved = registry.resolve(name)
-        copies = hub.cached_copies(resolved)
+        copies = cached_copies(resolved)
         if not copies:
             uncached += 1
             if args.names:  # every entry was asked for: only the named ones are worth a line each
@@ -169,7 +170,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import convert, write_converted
+    from .weights.convert import convert, write_converted
 
     converted = convert(args.input, args.layout, num_heads=args.num_heads, encoder=args.encoder)
     out = write_converted(converted, args.out_dir, write_full=not args.no_full)

@@ -1,8 +1,8 @@
 """``create_model``: every way of naming a model, built by :mod:`sslzoo.vit` and given its weights.
 
-A registry name goes registry -> :func:`sslzoo.vit.build_vit` -> :mod:`sslzoo.weights` (which resolves, verifies and,
+A registry name goes registry -> :func:`sslzoo.vit.build_vit` -> :mod:`sslzoo.weights.registered` (which resolves, verifies and,
 for the authors' releases, converts); a hub folder (``local-dir:``, ``hf-hub:``) goes through
-:class:`sslzoo.hub_folder.HubFolder`; any other name is timm's. Weights only ever travel down this chain.
+:class:`sslzoo.weights.hub_folder.HubFolder`; any other name is timm's. Weights only ever travel down this chain.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from timm.models.vision_transformer import VisionTransformer
 
 from . import registry
 from .errors import UnknownModelError, WeightsNotFoundError
-from .hub_folder import HubFolder, open_given
+from .weights.hub_folder import HubFolder, open_given
 from .pretrained_cfg import pretrained_cfg_for
 from .timm_compat import adapt_input_channels, apply_overlay, split_kwargs, wrap_features
 from .validation import InvalidOptionError
 from .vit import build_vit, load_weights, timm_architecture
-from .weights import load_registered_weights
+from .weights.registered import load_registered_weights
 
 
 def _attach(model: VisionTransformer, pretrained_cfg: dict[str, Any], sslzoo_cfg: dict[str, Any]) -> VisionTransformer:

@@ -14,8 +14,9 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from sslzoo import cli, files, hub
-from sslzoo.convert import convert, convert_file
+from sslzoo import cli, files
+from sslzoo.weights import local_hubs
+from sslzoo.weights.convert import convert, convert_file
 from sslzoo.errors import CheckpointFormatError, UnsafeCheckpointError
 
 from .upstream import assert_same_features, build_mlp, images, perturb, relative_error, sslzoo_features
@@ -95,7 +96,7 @@ def test_pretrain_checkpoint_gives_the_upstream_features(tmp_path):
     assert files.sha256_file(path) in card and "`aps`" in card and "LayerNorm eps" in card
 
     # the full checkpoint keeps the projector and predictor, under the authors' names
-    full = files.load_checkpoint(out / hub.FULL_WEIGHTS_NAME)
+    full = files.load_checkpoint(out / local_hubs.FULL_WEIGHTS_NAME)
     assert full.keys() == model.state_dict().keys()
     assert torch.equal(full["predictor.0.weight"], model.predictor[0].weight)
     assert torch.equal(full["base_encoder.fc.7.running_var"], model.base_encoder.fc[7].running_var)
@@ -128,7 +129,7 @@ def test_finetuned_state_dict_keeps_its_classifier(tmp_path):
     out = convert_file(path, tmp_path / "out", num_heads=4)
     assert json.loads((out / "config.json").read_text())["num_classes"] == 10
     assert_same_features(out, model, images())
-    assert not (out / hub.FULL_WEIGHTS_NAME).exists()  # nothing beyond the model itself
+    assert not (out / local_hubs.FULL_WEIGHTS_NAME).exists()  # nothing beyond the model itself
 
 
 def test_pickled_finetuned_model_is_refused_without_running_its_code(tmp_path, monkeypatch, capsys):

@@ -12,8 +12,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sslzoo import cli, files, hub
-from sslzoo.convert import LAYOUTS, convert, convert_file, detect_layout, read_checkpoint
+from sslzoo import cli, files
+from sslzoo.weights import local_hubs
+from sslzoo.weights.convert import LAYOUTS, convert, convert_file, detect_layout, read_checkpoint
 from sslzoo.errors import CheckpointFormatError
 
 from .test_aps import aps_checkpoint
@@ -46,7 +47,7 @@ def test_auto_recognises_every_layout_and_the_cli_converts_it(tmp_path, capsys, 
     assert cli.main(["convert", "--from", "auto", str(path), str(out), "--num-heads", "4"]) == cli.EXIT_OK
     printed = capsys.readouterr().out
     assert f"{layout} checkpoint" in printed and "local-dir:" in printed
-    assert (out / "model.safetensors").is_file() and (out / hub.FULL_WEIGHTS_NAME).is_file()
+    assert (out / "model.safetensors").is_file() and (out / local_hubs.FULL_WEIGHTS_NAME).is_file()
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -133,7 +134,7 @@ def test_architecture_is_read_back_from_the_tensors(tmp_path_factory, width, dep
 def test_an_explicit_layout_of_the_same_family_is_honoured_with_a_notice(tmp_path, caplog):
     """--from patchmix on a file whose predictor lacks PatchMix's final BatchNorm (so it looks like MoCo v3)."""
     path = _file("mocov3", tmp_path)
-    with caplog.at_level("WARNING", logger="sslzoo.convert"):
+    with caplog.at_level("WARNING", logger="sslzoo.weights.convert"):
         converted = convert(path, "patchmix", num_heads=4)
     assert converted.layout == "patchmix" and "looks like the" in caplog.text and "as asked" in caplog.text
     assert cli.main(["convert", "--from", "patchmix", str(path), str(tmp_path / "out")]) == cli.EXIT_OK
@@ -141,12 +142,12 @@ def test_an_explicit_layout_of_the_same_family_is_honoured_with_a_notice(tmp_pat
 
 def test_the_layouts_table_and_the_converters_agree(tmp_path):
     """Each row's converter recognises that row's files as that row's layout; every name elsewhere is a row's name."""
-    from sslzoo import convert as package
+    from sslzoo.weights import convert as package
     from sslzoo.registry import WEIGHTS, layouts
 
     assert package.LAYOUTS == layouts.LAYOUT_NAMES == tuple(CHECKPOINTS) and set(layouts.TITLES) == set(CHECKPOINTS)
     for row in layouts.LAYOUTS:
-        module = importlib.import_module(f"sslzoo.convert.{row.converter}")
+        module = importlib.import_module(f"sslzoo.weights.convert.{row.converter}")
         assert callable(module.recognise) and callable(module.convert) and module.EXPECTED
         (tmp_path / row.name).mkdir()
         assert module.recognise(read_checkpoint(_file(row.name, tmp_path / row.name))) == row.name

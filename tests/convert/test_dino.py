@@ -13,8 +13,9 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from sslzoo import files, hub
-from sslzoo.convert import convert, convert_file
+from sslzoo import files
+from sslzoo.weights import local_hubs
+from sslzoo.weights.convert import convert, convert_file
 
 from .upstream import assert_same_features, images, perturb, relative_error
 
@@ -108,7 +109,7 @@ def test_adclr_teacher_gives_the_upstream_features(tmp_path):
     assert config["sslzoo"]["pos_embed"] == "sincos" and config["model_args"]["qkv_bias"] is True
     card = (out / "README.md").read_text()
     assert "masked_embed, norm2, query_block" in card and "sin-cos" in card
-    full = files.load_checkpoint(out / hub.FULL_WEIGHTS_NAME)
+    full = files.load_checkpoint(out / local_hubs.FULL_WEIGHTS_NAME)
     for key in ("teacher.head.last_layer.weight_g", "student.module.backbone.query_block.attn.qkv.weight",
                 "teacher.backbone.masked_embed", "pqcl_loss.center"):
         assert key in full, key

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sslzoo.convert import convert, convert_file
+from sslzoo.weights.convert import convert, convert_file
 from sslzoo.vit import sincos_pos_embed
 
 from .upstream import MocoStyleViT, assert_same_features, build_mlp, images, perturb, relative_error

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from sslzoo import files, hub
-from sslzoo.convert import convert, convert_file
+from sslzoo import files
+from sslzoo.weights import local_hubs
+from sslzoo.weights.convert import convert, convert_file
 from sslzoo.errors import CheckpointFormatError
 
 from .upstream import MocoStyleViT, assert_same_features, build_mlp, images, perturb, relative_error
@@ -59,7 +60,7 @@ def test_momentum_encoder_gives_the_upstream_features(tmp_path):
     assert config["sslzoo"]["norm_eps"] == 1e-6 and config["sslzoo"]["pos_embed"] == "learn"
     assert config["sslzoo"]["converted_from"]["encoder"] == "momentum_encoder"
     assert config["pretrained_cfg"]["crop_pct"] == 0.875  # Resize 36 -> CenterCrop 32, as the authors evaluate
-    full = files.load_checkpoint(out / hub.FULL_WEIGHTS_NAME)
+    full = files.load_checkpoint(out / local_hubs.FULL_WEIGHTS_NAME)
     assert full.keys() == model.state_dict().keys()
     assert "predictor.4.running_mean" in full and "base_encoder.head.7.running_var" in full
 

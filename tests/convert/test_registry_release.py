@@ -11,7 +11,7 @@ import torch
 
 import sslzoo
 from sslzoo import cli, files, registry
-from sslzoo.convert import cache, convert_file
+from sslzoo.weights.convert import cache, convert_file
 from sslzoo.errors import ChecksumError, WeightsNotFoundError
 
 from .test_aps import aps_checkpoint
@@ -160,7 +160,7 @@ def test_cache_follows_the_source_file_and_refuses_a_damaged_copy(tmp_path, patc
 
 def test_the_aps_release_is_found_in_the_repository_listing(tmp_path, monkeypatch, conversions):
     """Online: the listing (mocked) is read and cached; then offline: the cached listing and Hugging Face cache."""
-    from sslzoo import release_files
+    from sslzoo.weights import release_listing as release_files
 
     path, model = aps_checkpoint(tmp_path, emb_dim=192, num_layer=12, num_head=3, patch_size=2)
     name = "weight/pretrain/cifar10/tiny_1600ep_1e-3_97.pth"  # the README's example path, for ViT-T on CIFAR-10
@@ -183,7 +183,7 @@ def test_the_aps_release_is_found_in_the_repository_listing(tmp_path, monkeypatc
 def test_a_patchmix_file_missing_under_its_readme_name_is_found_in_the_listing(tmp_path, monkeypatch, conversions,
                                                                                 caplog):
     """The README's names have mistakes: a name the repository lacks falls back to its listing, and says so."""
-    from sslzoo import pins, release_files
+    from sslzoo.weights import pins, release_listing as release_files
 
     entry = "patchmix_vit_tiny_patch2_32.authors_cifar100"
     w = registry.resolve(entry).weights

@@ -307,7 +307,7 @@ def test_default_workers_fit_the_machine_and_the_folder_describes_the_fine_tuned
     import os
     import warnings
 
-    from sslzoo import hub
+    from sslzoo.weights import local_hubs
 
     assert ft.default_num_workers() == min(4, len(os.sched_getaffinity(0)))
     zoo = "aps_vit_micro_patch8_32.cifar10"
@@ -328,7 +328,7 @@ def test_default_workers_fit_the_machine_and_the_folder_describes_the_fine_tuned
     assert "finetune:aps-cifar" in pcfg["description"]
     origin = scfg["origin"]
     assert (origin["name"], origin["tag"], origin["method"]) == (zoo, "cifar10", "aps")
-    assert origin["sha256"] == files.sha256_file(hub.SHIPPED_HUB / zoo / "model.safetensors")
+    assert origin["sha256"] == files.sha256_file(local_hubs.SHIPPED_HUB / zoo / "model.safetensors")
     assert "CIFAR-10" in origin["description"]  # the pre-training provenance is kept, as the origin
     assert scfg["finetune"]["num_classes"] == 4 and scfg["finetune"]["recipe"] == "aps-cifar"
     assert scfg["name"] == "ft"

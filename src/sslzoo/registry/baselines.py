@@ -4,7 +4,7 @@ DINO's backbone files are plain state dicts in timm's names; timm republished th
 (``timm/vit_*_224.dino``), which need no unpickling and come first, the official ``.pth`` second. MoCo v3's files are
 training checkpoints (two encoders, projector and predictor), converted from the ``mocov3`` layout on first use (the
 base encoder, as MoCo v3's transfer scripts take). No sha256 is published for any of them: each is pinned on first
-use (:mod:`sslzoo.pins`). The figures are the READMEs' (ImageNet-1K top-1), marked reported.
+use (:mod:`sslzoo.weights.pins`). The figures are the READMEs' (ImageNet-1K top-1), marked reported.
 """
 
 from __future__ import annotations

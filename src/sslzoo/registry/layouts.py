@@ -1,7 +1,7 @@
 """The checkpoint layouts that ``sslzoo convert`` reads: one row per layout, without torch.
 
 A row names the layout (``--from NAME``, a registry entry's ``convert_from``), its title in messages and cards, the
-module of :mod:`sslzoo.convert` that recognises and converts it, and its family: layouts whose files hold the same
+module of :mod:`sslzoo.weights.convert` that recognises and converts it, and its family: layouts whose files hold the same
 containers (a two-encoder state dict; teacher/student dicts), so that an explicit ``--from`` of one converts the
 other's files. Adding a layout is a converter module plus one row here. The order is the order of recognition.
 """
@@ -16,7 +16,7 @@ from typing import Optional
 class Layout:
     name: str
     title: str
-    converter: str  # the module sslzoo.convert.<converter>
+    converter: str  # the module sslzoo.weights.convert.<converter>
     family: Optional[str] = None
 
 

@@ -50,7 +50,7 @@ def _aps_release(size: str, data: str, epochs: int) -> Weights:
                    notes=f"{_REPORTED} Best test top-1 over 100 fine-tuning epochs (METHODS.md 1.6)."),
         ),
         notes="The authors' README links only https://huggingface.co/visresearch/aps/tree/main and names no files: sslzoo"
-        " looks for pretrain/<dataset>/<size>_<epochs>ep*.pth in the repository's file list (sslzoo.release_files),"
+        " looks for pretrain/<dataset>/<size>_<epochs>ep*.pth in the repository's file list (sslzoo.weights.release_listing),"
         " or takes the file as pretrained_file=."
         " Preprocessing: the CIFAR statistics APS pre-trains with (its fine-tuning uses ImageNet statistics).",
     )
@@ -86,7 +86,7 @@ def _patchmix_release(size: str, data: str) -> Weights:
         ),
         notes="File path from the authors' README, whose kNN links point at the pre-training checkpoints (the accuracy"
         " in the file name is that kNN figure). The README has mistakes, so a name the repository lacks falls back to"
-        " its file list: pretrain/<dataset>/vit-<size>-<epochs>-*.pth (sslzoo.release_files)."
+        " its file list: pretrain/<dataset>/vit-<size>-<epochs>-*.pth (sslzoo.weights.release_listing)."
         " The momentum encoder is converted, as the authors evaluate." + tiny,
     )
 

@@ -68,7 +68,7 @@ class Weights:
     (``$SSLZOO_HUB``, then the hub folder shipped with the package), then ``hf_hub_id``/``hf_filename`` through
     ``huggingface_hub``, then ``url``.
 
-    ``convert_from`` names the upstream layout (:mod:`sslzoo.convert`) of a file that is not in sslzoo's format,
+    ``convert_from`` names the upstream layout (:mod:`sslzoo.weights.convert`) of a file that is not in sslzoo's format,
     such as the authors' own release: it is converted on first load and the result cached; ``sha256`` then pins the
     upstream file. ``hf_filename=None`` with ``convert_from`` means the file name is not known (the user is told how
     to fetch the file and pass it as ``pretrained_file``).

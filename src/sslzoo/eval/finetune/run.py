@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 
 from ... import data as sslzoo_data
 from ...files import load_checkpoint, save_torch_atomic, write_text_atomic
-from ...hub_folder import save_pretrained
+from ...weights.hub_folder import save_pretrained
 from ...models import create_model
 from ...runlog import CsvLog, amp_dtype as amp_dtype_for, differing_settings, resolve_device
 from .card import card_fields, describe_finetuned

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from .atomic import write_text_atomic
-from .cache import cache_dir
+from ..atomic import write_text_atomic
+from ..cache import cache_dir
 
 
 def pin_file() -> Path:

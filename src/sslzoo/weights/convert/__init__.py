@@ -7,7 +7,7 @@ Checkpoints are read with ``torch.load(weights_only=True)``: a file that holds p
 
 Example::
 
-    from sslzoo.convert import convert_file
+    from sslzoo.weights.convert import convert_file
     convert_file("vit-small-800-94.6.pth", "out/")      # layout recognised from the keys
     sslzoo.create_model("local-dir:out/")                  # the same features as the authors' model
 """
@@ -23,10 +23,10 @@ from typing import Any, Optional, Union
 
 import torch
 
-from ..errors import CheckpointFormatError, SslzooError, UnsafeCheckpointError
-from ..files import load_checkpoint, sha256_file
-from ..registry.layouts import LAYOUT_NAMES, TITLES, same_family
-from ..registry.layouts import LAYOUTS as _ROWS
+from ...errors import CheckpointFormatError, SslzooError, UnsafeCheckpointError
+from ...files import load_checkpoint, sha256_file
+from ...registry.layouts import LAYOUT_NAMES, TITLES, same_family
+from ...registry.layouts import LAYOUTS as _ROWS
 from .folder import write_converted
 from .vit import Converted
 

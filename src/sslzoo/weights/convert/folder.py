@@ -8,10 +8,10 @@ from typing import Any, Optional
 
 import torch
 
-from .. import registry
-from ..registry.layouts import TITLES
-from ..files import save_safetensors
-from ..hub import FULL_WEIGHTS_NAME
+from ... import registry
+from ...registry.layouts import TITLES
+from ...files import save_safetensors
+from ..local_hubs import FULL_WEIGHTS_NAME
 from ..hub_folder import save_pretrained
 from .vit import Converted
 

@@ -14,12 +14,14 @@ from typing import Any, Optional, Union
 import torch
 from timm.models import PretrainedCfg
 
-from . import registry
-from .card import render_card
-from .errors import CheckpointFormatError, SslzooError, WeightsNotFoundError
-from .files import PathLike, load_state_dict, save_safetensors, sha256_file, write_text_atomic
-from .hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, hf_download, verify_sha256
-from .vit import describe_vit, timm_architecture
+from .. import registry
+from ..card import render_card
+from ..errors import CheckpointFormatError, SslzooError, WeightsNotFoundError
+from ..files import PathLike, load_state_dict, save_safetensors, sha256_file, write_text_atomic
+from .checksum import verify_sha256
+from .huggingface import hf_download
+from .local_hubs import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from ..vit import describe_vit, timm_architecture
 
 FORMAT_VERSION = 1
 

@@ -3,7 +3,7 @@
 The bytes go to ``<dest>.partial``; an interrupted download keeps them, and the next attempt asks the server for the
 rest (an HTTP ``Range`` request; a server that ignores it sends the whole file again, which replaces the partial
 one). Only a complete file (its ``Content-Length`` reached) is renamed to ``dest``, so a reader never sees half a
-file. The caller verifies the hash (:func:`sslzoo.hub.verify_sha256`).
+file. The caller verifies the hash (:func:`sslzoo.weights.checksum.verify_sha256`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .errors import WeightsNotFoundError
+from ..cache import cache_dir
+from ..errors import WeightsNotFoundError
+from .hf_reachable import hf_offline
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60
@@ -66,3 +68,17 @@ def _fetch(url: str, partial: Path, *, progress: bool) -> None:
                 bar.update(len(block))
     if total is not None and _size(partial) != total:
         raise http.client.IncompleteRead(b"", total - _size(partial))
+
+
+def download_dir() -> Path:
+    return cache_dir() / "downloads"
+
+
+def download_url(url: str, filename: str) -> Path:
+    """Download ``url`` once into ``$SSLZOO_CACHE/downloads`` as ``filename`` (resumable and atomic)."""
+    dest = download_dir() / filename
+    if dest.is_file():
+        return dest
+    if hf_offline():
+        raise WeightsNotFoundError(f"{url} is not in {dest.parent} and HF_HUB_OFFLINE is set.")
+    return download(url, dest)

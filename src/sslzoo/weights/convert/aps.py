@@ -5,7 +5,7 @@ Pre-training files hold ``base_encoder.*`` (the ViT, with the projector as ``bas
 ``fc.weight``/``fc.bias``. The ViT is made of timm Blocks with no qkv bias and LayerNorm eps 1e-5; its position
 table ``pos_embedding`` is (N, 1, D), sequence first, with no class-token slot, which is timm's ``no_embed_class``.
 The authors' fine-tuned files themselves are pickled module objects: they are refused when read (see
-:func:`sslzoo.convert.read_checkpoint`).
+:func:`sslzoo.weights.convert.read_checkpoint`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any, Optional
 
 import torch
 
-from ..errors import CheckpointFormatError
-from ..preprocessing import CIFAR10_MEAN, CIFAR10_STD_APS
+from ...errors import CheckpointFormatError
+from ...preprocessing import CIFAR10_MEAN, CIFAR10_STD_APS
 from .vit import Converted, assemble, imagenet_preprocessing, pick_encoder, tensors_only
 
 EXPECTED = (

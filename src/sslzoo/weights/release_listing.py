@@ -16,9 +16,9 @@ import json
 import re
 from typing import Optional, Union
 
-from .atomic import write_text_atomic
-from .cache import cache_dir
-from .errors import WeightsNotFoundError
+from ..atomic import write_text_atomic
+from ..cache import cache_dir
+from ..errors import WeightsNotFoundError
 from .hf_reachable import OFFLINE_HINT
 
 _DATASETS = {"CIFAR-10": "cifar10", "CIFAR-100": "cifar100", "ImageNet-1K": "imagenet1k"}
@@ -33,7 +33,7 @@ def _listing_path(repo_id: str):
 
 def repo_files(repo_id: str, *, offline: Union[bool, str, None]) -> list[str]:
     """The repository's file names: listed online (and cached), or the cached listing when offline (True, or the
-    reason why the hub is not used now, from :func:`sslzoo.hf_reachable.offline_reason`)."""
+    reason why the hub is not used now, from :func:`sslzoo.weights.hf_reachable.offline_reason`)."""
     path = _listing_path(repo_id)
     if not offline:
         from huggingface_hub import list_repo_files

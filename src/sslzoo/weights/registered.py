@@ -1,10 +1,10 @@
 """The weights of a registry entry, end to end: a caller's file or the resolved one, verified, read, converted.
 
-Every source is checked: a file the library resolves against the registry's pin (:mod:`sslzoo.hub`); a
+Every source is checked: a file the library resolves against the registry's pin (:mod:`sslzoo.weights.locate`); a
 ``pretrained_file=`` hub folder against the sha256 recorded in its ``config.json``; and a ``pretrained_file=`` (file
 or folder) given for a name that spells out a pinned tag (``NAME.tag``) against that pin. An entry with
 ``convert_from`` names a file in an upstream layout (the authors' release): it is converted on first load and the
-converted weights are cached (:mod:`sslzoo.convert.cache`).
+converted weights are cached (:mod:`sslzoo.weights.convert.cache`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ from typing import Optional
 
 import torch
 
-from . import registry
+from .. import registry
 from .convert.cache import load_converted
-from .errors import ChecksumError
-from .files import PathLike, load_state_dict
-from .hub import download_dir, local_hub_dirs, locate_registered, verify_sha256
+from ..errors import ChecksumError
+from ..files import PathLike, load_state_dict
+from .checksum import verify_sha256
+from .download import download_dir
+from .local_hubs import local_hub_dirs
+from .locate import locate_registered
 from .hub_folder import open_given
 from .pins import first_use_pin, pin_file, record_pin
 
@@ -75,7 +78,7 @@ def load_registered_weights(resolved: registry.Resolved, pretrained_file: Option
     caller's own choice: it is not held to a pin, and its hash is recorded.
     An entry with ``convert_from`` names a file in an upstream layout (the authors' release): it is converted on
     first load and the converted weights are cached, keyed by the source file's sha256 (see
-    :mod:`sslzoo.convert.cache`); the sha256 is that of the source file, which is what the registry pins.
+    :mod:`sslzoo.weights.convert.cache`); the sha256 is that of the source file, which is what the registry pins.
     """
     if pretrained_file is not None:
         return _load_given(resolved, pretrained_file)

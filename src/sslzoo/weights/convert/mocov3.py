@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from ..errors import CheckpointFormatError
+from ...errors import CheckpointFormatError
 from .vit import Converted, assemble, imagenet_preprocessing, pick_encoder, strip_prefix, tensors_only
 
 EXPECTED = (

@@ -16,10 +16,10 @@ from typing import Any, Callable, Iterable, Optional
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from .. import registry
-from ..errors import CheckpointFormatError
-from ..preprocessing import IMAGENET_MEAN, IMAGENET_STD
-from ..vit import build_vit, load_weights, sincos_pos_embed
+from ... import registry
+from ...errors import CheckpointFormatError
+from ...preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from ...vit import build_vit, load_weights, sincos_pos_embed
 
 # A sin-cos table computed in float32 by the upstream code differs from sslzoo's float64 one by ~1e-6.
 SINCOS_ATOL = 1e-4

@@ -14,8 +14,8 @@ from typing import Callable, Optional
 
 import torch
 
-from ..files import cache_dir
-from ..hub import WEIGHTS_NAME
+from ...files import cache_dir
+from ..local_hubs import WEIGHTS_NAME
 from ..hub_folder import HubFolder
 from . import TIMM, convert, detect_layout, read_checkpoint, write_converted
 
