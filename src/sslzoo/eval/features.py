@@ -11,8 +11,6 @@ Pools (all read after the model's final norm):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import sys
@@ -26,10 +24,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .. import files
-from ..data import DecodedDataset, DecodedSplit, EvalTransform, eval_transform
+from ..data import DecodedSplit, EvalTransform, eval_transform
 from ..errors import SslzooError
 from ..validation import int_at_least
-from .frozen import CPU_TOKENS_PER_PASS, weights_sha256  # noqa: F401 - weights_sha256 re-exported
+from .frozen import CPU_TOKENS_PER_PASS, dataset_fingerprint, decoded_split, feature_cache_file
+from .frozen import weights_sha256  # noqa: F401 - re-exported
 from .patch_features import PATCH_POOL, extract_patch_features
 from .protocol_names import POOLS
 
@@ -77,7 +76,7 @@ def _collate(transform: EvalTransform, items: list[tuple[Any, int]]) -> tuple[to
 def _batches(
     dataset: Union[DecodedSplit, Dataset], transform: EvalTransform, batch_size: int, num_workers: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    split = _decoded(dataset)
+    split = decoded_split(dataset)
     if split is not None:  # no DataLoader: slices of the uint8 tensor, transformed batch-wise
         for i in range(0, len(split), batch_size):
             yield split.images[i : i + batch_size], split.labels[i : i + batch_size]
@@ -85,15 +84,6 @@ def _batches(
     yield from DataLoader(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=partial(_collate, transform)
     )
-
-
-def _decoded(dataset: Union[DecodedSplit, Dataset]) -> Optional[DecodedSplit]:
-    """The decoded tensors behind ``dataset`` where its items are the raw uint8 images."""
-    if isinstance(dataset, DecodedSplit):
-        return dataset
-    if isinstance(dataset, DecodedDataset) and dataset.transform is None:
-        return dataset.split
-    return None
 
 
 def _cache_file(
@@ -104,24 +94,17 @@ def _cache_file(
     cache_dir: Optional[Union[str, Path]],
     cache_key: Optional[str],
 ) -> tuple[Path, dict[str, str]]:
-    fingerprint = getattr(dataset, "fingerprint", None)
-    if fingerprint is None and cache_key is None:
-        raise SslzooError(
-            f"A {type(dataset).__name__} has no fingerprint to key the feature cache by: pass cache_key= "
-            "(a string that changes whenever the dataset does), or use sslzoo.data.open_dataset."
-        )
+    fingerprint = dataset_fingerprint(dataset, cache_key)
     own_transform = getattr(dataset, "transform", None)
     key = {
         "version": str(CACHE_VERSION),
         "weights_sha256": weights_sha256(model),
         "transform": repr(own_transform) if own_transform is not None else transform.describe(),
-        "dataset": str(fingerprint),
+        "dataset": fingerprint,
         "cache_key": str(cache_key),
         "pool": pool,
     }
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else files.cache_dir()
-    return folder / "features" / f"{digest}.safetensors", key
+    return feature_cache_file(key, cache_dir), key
 
 
 def _read_cached(path: Path) -> Optional[tuple[torch.Tensor, torch.Tensor]]:

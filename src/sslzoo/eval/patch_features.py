@@ -13,8 +13,6 @@ memory-mapped (see :mod:`sslzoo.eval.feature_store`); a kill during extraction l
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 import math
 import os
@@ -28,13 +26,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .. import files
-from ..data import DecodedDataset, DecodedSplit
+from ..data import DecodedSplit
 from ..data.dense_transform import DenseTransform, dense_transform
 from ..data.segmentation import InMemorySegmentation, SegmentationDataset
 from ..errors import SslzooError
 from ..validation import InvalidOptionError, int_at_least
 from .feature_store import ChunkedSafetensors, nbytes, open_mapped, read_header, read_tensor
-from .frozen import CPU_TOKENS_PER_PASS, weights_sha256
+from .frozen import CPU_TOKENS_PER_PASS, dataset_fingerprint, decoded_split, feature_cache_file, weights_sha256
 
 _logger = logging.getLogger(__name__)
 
@@ -112,8 +110,9 @@ def _collate(tf: DenseTransform, segmentation: bool, items: list[tuple[Any, Any]
 def _batches(dataset: Union[Dataset, DecodedSplit], tf: DenseTransform, batch_size: int,
              num_workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """uint8 images at ``size`` and their targets: masks at ``size`` or class labels."""
-    if isinstance(dataset, DecodedDataset) and dataset.transform is None:
-        dataset = dataset.split
+    split = decoded_split(dataset)
+    if split is not None:
+        dataset = split
     if isinstance(dataset, InMemorySegmentation):
         for start in range(0, len(dataset), batch_size):
             stop = start + batch_size
@@ -127,19 +126,13 @@ def _batches(dataset: Union[Dataset, DecodedSplit], tf: DenseTransform, batch_si
 
 
 def _key(model: torch.nn.Module, dataset: Any, tf: DenseTransform, layers: int, cache_key: Optional[str]) -> dict:
-    fingerprint = getattr(dataset, "fingerprint", None)
-    if fingerprint is None and cache_key is None:
-        raise SslzooError(f"A {type(dataset).__name__} has no fingerprint to key the feature cache by: pass cache_key="
-                          " (a string that changes whenever the dataset does).")
     return {"version": str(PATCH_CACHE_VERSION), "weights_sha256": weights_sha256(model),
-            "transform": tf.describe(), "dataset": str(fingerprint), "cache_key": str(cache_key),
+            "transform": tf.describe(), "dataset": dataset_fingerprint(dataset, cache_key), "cache_key": str(cache_key),
             "pool": PATCH_POOL, "layers": str(layers), "size": str(tf.size)}
 
 
 def patch_cache_file(key: dict, cache_dir: Optional[Union[str, Path]]) -> Path:
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-    folder = Path(cache_dir).expanduser() if cache_dir is not None else files.cache_dir()
-    return folder / "features" / f"patch-{digest}.safetensors"
+    return feature_cache_file(key, cache_dir, prefix="patch-")
 
 
 def _load(path: Path, budget: int) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
