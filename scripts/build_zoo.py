@@ -39,6 +39,7 @@ from sslzoo.data import decoded_split, embedded_sample  # noqa: E402
 from sslzoo.eval.knn import knn_classify  # noqa: E402
 from sslzoo.eval.linear import linear_probe  # noqa: E402
 from sslzoo.eval.features import weights_sha256  # noqa: E402
+from sslzoo.eval.protocol_table import DENSE_PROTOCOLS  # noqa: E402
 from sslzoo.eval.protocols import LoadedModel, knn_eval, linear_eval, load_for_eval  # noqa: E402
 from sslzoo.models import create_model  # noqa: E402
 from sslzoo.published import DATASET, KS, TAG, views_sentence, zoo_table  # noqa: E402
@@ -48,7 +49,6 @@ METHOD_ORDER = ("mocov3", "aps", "patchmix", "ccrop", "dino", "adclr")
 BASELINE = {"aps": "mocov3", "patchmix": "mocov3", "ccrop": "mocov3", "adclr": "dino"}
 CARDS = REPO / "MODEL_CARDS"
 DENSE_RESULTS = REPO / "benchmarks" / "results" / "dense_zoo.json"  # written by scripts/dense_zoo.py
-DENSE_PROTOCOLS = ("dense:linear", "dense:nn")
 README = REPO / "README.md"
 # The papers' own figures (METHODS.md), to say how far a small CPU run is from them.
 PAPER_NOTES = {

@@ -23,14 +23,13 @@ from typing import Any
 import torch
 
 from sslzoo import registry
-from sslzoo.eval.dense import dense_eval
 from sslzoo.eval.dense_baselines import raw_pixels_like
 from sslzoo.eval.features import weights_sha256
+from sslzoo.eval.protocol_table import DENSE_PROTOCOLS, find_protocol
 from sslzoo.eval.protocols import LoadedModel, load_for_eval
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "dense_zoo.json"
 RANDOM_ARCH = "dino_vit_micro_patch8_32"
-PROTOCOLS = ("dense:linear", "dense:nn")
 
 
 def zoo_names() -> list[str]:
@@ -40,8 +39,8 @@ def zoo_names() -> list[str]:
 def measure(loaded: LoadedModel, data: str, layers: int, seed: int) -> dict[str, Any]:
     entry: dict[str, Any] = {"model": loaded.name, "weights": loaded.weights,
                              "weights_sha256": weights_sha256(loaded.model), "layers": layers, "seed": seed}
-    for protocol in PROTOCOLS:
-        r = dense_eval(loaded, data, protocol=protocol, layers=layers, seed=seed)
+    for protocol in DENSE_PROTOCOLS:
+        r = find_protocol(protocol).run(loaded, data, layers=layers, seed=seed)
         keep = ("miou", "pixel_acc", "size", "seconds", "best_lr", "k", "temperature", "bank_patches")
         entry[protocol] = {k: r[k] for k in keep if k in r}
     return entry

@@ -21,6 +21,7 @@ _EXPORTS = {
     "attention_maps": ".attention",
     "create_model": ".models",
     "dense_eval": ".eval.dense",
+    "evaluate": ".eval.protocol_table",
     "extract_features": ".eval.features",
     "knn_classify": ".eval.knn",
     "linear_probe": ".eval.linear",

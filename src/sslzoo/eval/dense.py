@@ -23,7 +23,7 @@ from ..data.segmentation import SegmentationDataset
 from ..validation import InvalidOptionError, int_at_least
 from . import dense_linear, dense_nn
 from .patch_features import check_layers, check_size, extract_patch_features, native_size, patch_size_of
-from .protocol_names import DENSE_DATA, DENSE_PROTOCOLS
+from .protocol_table import DENSE_DATA, DENSE_PROTOCOLS
 from .protocols import LoadedModel, as_loaded
 from .seg_metrics import score_split
 

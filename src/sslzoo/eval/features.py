@@ -30,7 +30,7 @@ from ..validation import int_at_least
 from .frozen import CPU_TOKENS_PER_PASS, dataset_fingerprint, decoded_split, feature_cache_file
 from .frozen import weights_sha256  # noqa: F401 - re-exported
 from .patch_features import PATCH_POOL, extract_patch_features
-from .protocol_names import POOLS
+from .protocol_table import POOLS
 
 _logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .options import check_knn_options  # noqa: F401 - re-exported: part of the kNN API
-from .protocol_names import HEADLINE_K, KNN_PRESETS  # noqa: F401 - re-exported: the presets belong to the kNN API
+from .protocol_table import HEADLINE_K, KNN_PRESETS  # noqa: F401 - re-exported: the presets belong to the kNN API
 
 _logger = logging.getLogger(__name__)
 

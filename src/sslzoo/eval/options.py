@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence, Union
 
 from ..validation import InvalidOptionError, all_positive, int_at_least, ints_at_least, positive
-from .protocol_names import KNN_PRESETS
+from .protocol_table import protocols_of
 
 
 def check_knn_options(k: Union[int, Sequence[int], None], temperature: Optional[float]) -> None:
@@ -35,8 +35,9 @@ def check_linear_options(
 def check_knn_eval_options(*, preset: str, k: Optional[Sequence[int]], temperature: Optional[float],
                            batch_size: int) -> None:
     """Everything :func:`~sslzoo.eval.protocols.knn_eval` refuses, checked before a model is built."""
-    if preset not in KNN_PRESETS:
-        raise InvalidOptionError(f"Unknown kNN preset {preset!r}; use one of {', '.join(KNN_PRESETS)}.")
+    presets = [p.name for p in protocols_of("knn")]
+    if preset not in presets:
+        raise InvalidOptionError(f"Unknown kNN preset {preset!r}; use one of {', '.join(presets)}.")
     check_knn_options(k, temperature)
     int_at_least("batch_size", batch_size)
 

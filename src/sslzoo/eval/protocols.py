@@ -1,7 +1,8 @@
-"""The evaluation protocols end to end: a model name and a dataset in, a table of accuracies out.
+"""The runners of the classification protocols: a model and a dataset in, a table of accuracies out.
 
 ``knn:dino`` and ``knn:instdisc`` (frozen features, weighted kNN) and ``linear:frozen`` (a linear head on cached
-features), each run on the train and test splits of a dataset: a path, a dataset name, or the CIFAR-10 sample shipped
+features), listed with the dense protocols in :data:`~sslzoo.eval.protocol_table.PROTOCOLS`, each run on the train and
+test splits of a dataset: a path, a dataset name, or the CIFAR-10 sample shipped
 inside the package (``"sample"``), which lets the library be tried on a fresh machine with no network.
 """
 
@@ -20,10 +21,10 @@ from ..models import create_model
 from .. import registry
 from ..validation import int_at_least
 from .features import extract_features, weights_sha256
-from .knn import KNN_PRESETS, clamp_k, knn_classify
+from .knn import clamp_k, knn_classify
 from .linear import linear_probe
 from .options import check_knn_eval_options, check_linear_eval_options  # noqa: F401 - re-exported (the CLI's names)
-from .protocol_names import SAMPLE
+from .protocol_table import PROTOCOLS, SAMPLE
 
 _logger = logging.getLogger(__name__)
 
@@ -118,8 +119,9 @@ def knn_eval(
     loaded = as_loaded(model)
     start = time.perf_counter()
     train_x, train_y, test_x, test_y = _train_test_features(loaded.model, data, pool, batch_size, cache, device)
-    ks = clamp_k(k or KNN_PRESETS[preset]["k"], len(train_y))
-    temp = KNN_PRESETS[preset]["temperature"] if temperature is None else temperature
+    defaults = PROTOCOLS[preset].defaults
+    ks = clamp_k(k or defaults["k"], len(train_y))
+    temp = defaults["temperature"] if temperature is None else temperature
     preds = knn_classify(train_x, train_y, test_x, k=ks, temperature=temp)
     return {
         "protocol": preset,
