@@ -113,7 +113,7 @@ def build(cfg: dict[str, Any], env: distributed.DistEnv) -> Trainer:
     fused = {"fused": True} if env.device.type == "cuda" else {}
     optimizer = torch.optim.AdamW(param_groups(method, decay_all=opt["decay_all"]), lr=0.0,
                                   betas=tuple(opt["betas"]), weight_decay=opt["weight_decay"], **fused)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype(env.device, cfg["amp"]) == torch.float16)
+    scaler = torch.amp.GradScaler(env.device.type, enabled=amp_dtype(env.device, cfg["amp"]) == torch.float16)
     monitor = _monitor(cfg, source, method.image_size, cfg["workers"]) if env.is_main else None
     return Trainer(cfg=cfg, env=env, method=method, model=distributed.wrap_ddp(method, env), optimizer=optimizer,
                    scaler=scaler, source=source, batches=batches, total_iters=total_iters,
