@@ -17,7 +17,7 @@ from sslzoo.eval.knn import knn_classify
 from sslzoo.eval.patch_features import extract_patch_features
 
 from tests.conftest import make_tiny_vit
-from .conftest import CUDA, assert_backward_reaches, assert_on_cuda, fake_cuda
+from .fake_cuda import CUDA, assert_backward_reaches, assert_on_cuda, fake_cuda
 
 
 def _split(n: int = 4) -> DecodedSplit:

@@ -9,7 +9,7 @@ import torch
 from training.methods import StepContext
 from training.views.sample_draws import PHOTOMETRIC, SampleDraws, sample_keys
 
-from .conftest import CUDA, assert_backward_reaches, assert_module_on_cuda, assert_on_cuda, fake_cuda
+from .fake_cuda import CUDA, assert_backward_reaches, assert_module_on_cuda, assert_on_cuda, fake_cuda
 from .tiny_methods import BATCH, FAKE_STEP, METHOD_NAMES, crop_batch, tiny_method
 
 

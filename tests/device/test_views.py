@@ -13,7 +13,7 @@ from training.views.pipeline import ViewPipeline, ViewPipelineConfig
 from training.views.sample_draws import SampleDraws, sample_keys
 from training.data.memory import ImageSet
 
-from .conftest import CUDA, assert_module_on_cuda, assert_on_cuda, fake_cuda
+from .fake_cuda import CUDA, assert_module_on_cuda, assert_on_cuda, fake_cuda
 from .tiny_methods import BATCH, IMAGES, tiny_method
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 import torch
 from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
@@ -104,8 +103,3 @@ def assert_backward_reaches(loss: Tensor, module: nn.Module) -> None:
     missing = [name for name, p in module.named_parameters() if p.requires_grad and id(p) not in reached]
     assert not missing, f"no gradient would reach {missing}"
 
-
-@pytest.fixture
-def fake_cuda_mode() -> Iterator[FakeTensorMode]:
-    with fake_cuda() as mode:
-        yield mode
