@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import torch
 from torch import Tensor
 
 from training.config import resolve
+from training.distributed import DistEnv
+from training.schedules import param_groups
+from training.trainer import Trainer
 from training.data.batch import CropBatch, to_unit_float
 from training.methods import Method, build_method
 from training.views.geometry import crop_in_memory, draw_geometry
@@ -48,3 +54,26 @@ def crop_batch(method: Method, images: Tensor, indices: Tensor, device: torch.de
     geometry = draw_geometry(specs, images.shape[-2], images.shape[-1], draws, indices=indices.to(device),
                              epoch=epoch, guide=method.crop_guide())
     return CropBatch(indices.to(device), crop_in_memory(on_device, geometry, specs), geometry, [])
+
+
+def tiny_trainer(name: str, run_dir: Path, device: torch.device, *, dtype: torch.dtype | None,
+                 scaler: torch.amp.GradScaler | None = None, extra: tuple[str, ...] = ()) -> Trainer:
+    """A Trainer of the tiny ``name`` (one block) on ``device``, its autocast forced to ``dtype`` (None: fp32), for
+    ``loop.train_iteration`` on batches of :func:`random_batch`."""
+    extra = ("arch_kwargs.depth=1", "optim.warmup_epochs=0", *extra)
+    cfg = tiny_config(name, *extra)
+    method = tiny_method(name, *extra).to(device)
+    optimizer = torch.optim.AdamW(param_groups(method, decay_all=cfg["optim"]["decay_all"]), lr=0.0)
+    tr = Trainer(cfg=cfg, env=DistEnv(rank=0, world_size=1, local_rank=0, device=device), method=method,
+                 model=method, optimizer=optimizer, scaler=scaler or torch.amp.GradScaler(device.type, enabled=False),
+                 source=None, batches=SimpleNamespace(iters_per_epoch=4), total_iters=4, run_dir=run_dir, monitor=None)
+    if dtype is not None:
+        tr.autocast = lambda: torch.autocast(device.type, dtype=dtype)  # what amp_dtype gives CUDA runs
+    return tr
+
+
+def random_batch(tr: Trainer, seed: int) -> CropBatch:
+    """A batch of seeded noise images, cropped on the trainer's device as the in-memory source does."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (BATCH, 3, 32, 32), dtype=torch.uint8, generator=g)
+    return crop_batch(tr.method, images, torch.arange(BATCH) + seed, tr.env.device, epoch=0)

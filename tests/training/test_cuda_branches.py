@@ -1,7 +1,8 @@
 """The CUDA-only branches of training, reached on the CPU by injection: only the choice each branch makes is tested
 (which device, which call in which order, which arguments), not CUDA itself.
 
-- ``init_distributed``: the GPU is selected before the process group exists, and NCCL is bound to it (``device_id``);
+- ``init_distributed``: the GPU is selected before the process group exists, and NCCL is bound to it (``device_id``),
+  also in a one-GPU torchrun job;
 - global BatchNorm: SyncBatchNorm on CUDA, converted before DDP wraps the method (DDP's buckets see the final
   modules), the frozen twins' BatchNorm still frozen; DDP on this process's GPU, without buffer broadcasts;
 - the optimizer: fused AdamW on CUDA over the trainable parameters only;
@@ -38,6 +39,22 @@ def test_nccl_is_joined_on_the_selected_gpu(monkeypatch) -> None:
     env = distributed.init_distributed("cuda")
     assert env.device == GPU1 and env.local_rank == 1
     assert calls == [("set_device", GPU1), ("init", "nccl", GPU1, 1)]
+
+
+def test_a_one_gpu_torchrun_job_joins_nccl(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "gpu-check")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(distributed, "resolve_device", lambda device, index: torch.device("cuda", index))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda dev: None)
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group",
+                        lambda backend, **kw: calls.append((backend, kw["world_size"], kw.get("device_id"))))
+    assert distributed.init_distributed("cuda").world_size == 1
+    assert calls == [("nccl", 1, torch.device("cuda", 0))]
+    monkeypatch.setattr(distributed, "resolve_device", lambda device, index: torch.device("cpu"))
+    distributed.init_distributed("cpu")
+    assert len(calls) == 1  # a one-process CPU job stays without a process group
 
 
 def test_gloo_on_the_cpu_takes_no_device(monkeypatch) -> None:

@@ -12,50 +12,26 @@ that GPU runs take are forced here on tiny models.
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 from torch.nn import functional as F
 
 from training import loop
-from training.distributed import DistEnv
 from training.objectives.dino import Center, cross_entropy
 from training.objectives.infonce import hard_targets, info_nce
-from training.schedules import param_groups
-from training.trainer import Trainer
 
-from tests.device.tiny_methods import BATCH, METHOD_NAMES, crop_batch, tiny_config, tiny_method
+from tests.device.tiny_methods import METHOD_NAMES, random_batch, tiny_trainer
 
 CPU = torch.device("cpu")
-SMALL = ("arch_kwargs.depth=1", "optim.warmup_epochs=0")
-
-
-def tiny_trainer(name: str, tmp_path: Path, *, dtype: torch.dtype, scaler: torch.amp.GradScaler | None = None,
-                 extra: tuple[str, ...] = ()) -> Trainer:
-    """A Trainer of the tiny ``name`` on the CPU whose autocast is forced to ``dtype``."""
-    cfg = tiny_config(name, *SMALL, *extra)
-    method = tiny_method(name, *SMALL, *extra)
-    optimizer = torch.optim.AdamW(param_groups(method, decay_all=cfg["optim"]["decay_all"]), lr=0.0)
-    tr = Trainer(cfg=cfg, env=DistEnv(rank=0, world_size=1, local_rank=0, device=CPU), method=method, model=method,
-                 optimizer=optimizer, scaler=scaler or torch.amp.GradScaler("cpu", enabled=False), source=None,
-                 batches=SimpleNamespace(iters_per_epoch=4), total_iters=4, run_dir=tmp_path, monitor=None)
-    tr.autocast = lambda: torch.autocast("cpu", dtype=dtype)  # what amp_dtype gives CUDA runs
-    return tr
-
-
-def _batch(tr: Trainer, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (BATCH, 3, 32, 32), dtype=torch.uint8, generator=g)
-    return crop_batch(tr.method, images, torch.arange(BATCH) + seed, CPU, epoch=0)
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)
 def test_bf16_iterations_keep_fp32_weights_and_finite_losses(name: str, tmp_path: Path) -> None:
-    tr = tiny_trainer(name, tmp_path, dtype=torch.bfloat16)
+    tr = tiny_trainer(name, tmp_path, CPU, dtype=torch.bfloat16)
     before = {n: p.detach().clone() for n, p in tr.method.named_parameters() if p.requires_grad}
     for it in range(2):
-        terms = loop.train_iteration(tr, _batch(tr, it))
+        terms = loop.train_iteration(tr, random_batch(tr, it))
         tr.iteration += 1
         assert all(torch.isfinite(torch.tensor(v)) for k, v in terms.items() if k != "momentum"), terms
     params = dict(tr.method.named_parameters())
@@ -102,14 +78,14 @@ def test_dino_temperatures_and_centre_are_fp32_under_autocast() -> None:
 def test_fp16_grad_scaler_skips_overflow_and_steps_otherwise(tmp_path: Path) -> None:
     # 2**127 overflows any fp16 gradient (and fp32 after scaling): the step must be skipped and the scale halved
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127, growth_interval=1)
-    tr = tiny_trainer("mocov3", tmp_path, dtype=torch.float16, scaler=scaler, extra=("optim.clip_grad=1.0",))
+    tr = tiny_trainer("mocov3", tmp_path, CPU, dtype=torch.float16, scaler=scaler, extra=("optim.clip_grad=1.0",))
     online = [p for p in tr.method.parameters() if p.requires_grad]
     before = [p.detach().clone() for p in online]
-    loop.train_iteration(tr, _batch(tr, 0))
+    loop.train_iteration(tr, random_batch(tr, 0))
     assert all(torch.equal(p, b) for p, b in zip(online, before)), "a step with inf gradients was taken"
     assert scaler.get_scale() == 2.0**126
     scaler.update(2.0**8)
-    loop.train_iteration(tr, _batch(tr, 1))
+    loop.train_iteration(tr, random_batch(tr, 1))
     assert any(not torch.equal(p, b) for p, b in zip(online, before))
     assert scaler.get_scale() == 2.0**9  # a finite step grows the scale (growth_interval 1)
     # the gradients the optimizer saw were unscaled and clipped to the global norm 1
