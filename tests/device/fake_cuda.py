@@ -60,7 +60,7 @@ def on_cuda(tensor: Tensor) -> bool:
 
 
 def assert_on_cuda(tree, where: str = "") -> None:
-    """Every tensor in a (nested) dict, list or tuple, or the dataclass-free object ``tree``, is a fake CUDA tensor."""
+    """Every tensor in ``tree`` (a tensor, or nested dicts, lists, tuples and dataclasses) is a fake CUDA tensor."""
     if isinstance(tree, Tensor):
         assert on_cuda(tree), f"{where or 'tensor'} is on {tree.device}, not cuda"
     elif isinstance(tree, dict):
