@@ -36,10 +36,13 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
+    """Restore :func:`rng_state`'s states. RNG states must be CPU byte tensors, wherever ``torch.load`` mapped them (a
+    checkpoint loaded onto a GPU brings them there); a run resumed on fewer GPUs than saved it restores those it has."""
+    torch.set_rng_state(state["torch"].cpu())
     random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), index)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:

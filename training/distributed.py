@@ -47,11 +47,15 @@ def init_distributed(device: str | None = None) -> DistEnv:
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, index=local)
     use_cuda = dev.type == "cuda"
-    if use_cuda:
+    if use_cuda:  # before anything is allocated, so that nothing lands on GPU 0 by default
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
+    # a one-GPU torchrun job joins NCCL too (as official DINO and MoCo v3 do), so that the first GPU run exercises
+    # the communicator's set-up; the gathers and DDP still take the single-process path (world size 1)
+    under_torchrun = use_cuda and "TORCHELASTIC_RUN_ID" in os.environ
+    if (world > 1 or under_torchrun) and not dist.is_initialized():
+        # device_id binds the NCCL communicator to this process's GPU (created eagerly, no guess from the rank)
         dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world,
-                                timeout=timedelta(minutes=30))
+                                timeout=timedelta(minutes=30), **({"device_id": dev} if use_cuda else {}))
     return DistEnv(rank=rank, world_size=world, local_rank=local, device=dev)
 
 

@@ -109,15 +109,20 @@ def build(cfg: dict[str, Any], env: distributed.DistEnv) -> Trainer:
         source = StreamSource(files, batches, specs, seed=cfg["seed"], guide=guide, device=env.device,
                               workers=cfg["workers"], prefetch=cfg["prefetch"])
     _logger.info("Training on %d images of %s (%s mode).", num_images, cfg["data"], mode)
-    opt = cfg["optim"]
-    fused = {"fused": True} if env.device.type == "cuda" else {}
-    optimizer = torch.optim.AdamW(param_groups(method, decay_all=opt["decay_all"]), lr=0.0,
-                                  betas=tuple(opt["betas"]), weight_decay=opt["weight_decay"], **fused)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype(env.device, cfg["amp"]) == torch.float16)
+    optimizer = build_optimizer(method, cfg["optim"], env.device)
+    scaler = torch.amp.GradScaler(env.device.type, enabled=amp_dtype(env.device, cfg["amp"]) == torch.float16)
     monitor = _monitor(cfg, source, method.image_size, cfg["workers"]) if env.is_main else None
     return Trainer(cfg=cfg, env=env, method=method, model=distributed.wrap_ddp(method, env), optimizer=optimizer,
                    scaler=scaler, source=source, batches=batches, total_iters=total_iters,
                    run_dir=Path(cfg["output"]), monitor=monitor)
+
+
+def build_optimizer(method: torch.nn.Module, opt: dict[str, Any], device: torch.device) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters (the frozen twins are left out), fused on CUDA: one kernel for all
+    parameters, which fused AdamW allows when they are floating-point tensors on the GPU, as the method is by now."""
+    fused = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(param_groups(method, decay_all=opt["decay_all"]), lr=0.0, betas=tuple(opt["betas"]),
+                             weight_decay=opt["weight_decay"], **fused)
 
 
 def compile_blocks(vit: torch.nn.Module) -> None:

@@ -82,7 +82,7 @@ def restore(tr: Trainer, path: Path) -> None:
     tr.iteration, tr.elapsed = int(ckpt["iteration"]), float(ckpt["elapsed"])
     tr.wall_clock = float(ckpt.get("wall_clock", tr.elapsed))
     tr.replaced_images = int(ckpt.get("replaced_images", 0))
-    set_rng_state({k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in ckpt["rng"].items()})
+    set_rng_state(ckpt["rng"])
 
 
 def write_checkpoint(tr: Trainer) -> None:
