@@ -49,7 +49,7 @@ def cli_parsers() -> dict[str, argparse.ArgumentParser]:
         raise RuntimeError(f"the CLI reference has no parser for the installed sub-commands {sorted(installed - set(plugins))}"
                            " (scripts/docs_hooks.py: cli_parsers)")
     parsers.update(plugins)
-    return dict(sorted(parsers.items()))
+    return parsers  # in the order of `sslzoo --help`: inspect, fetch, convert, evaluate, then train and publish
 
 
 def _cell(text: object) -> str:
@@ -81,8 +81,13 @@ def command_section(name: str, parser: argparse.ArgumentParser) -> str:
     lines = [f"## `sslzoo {name}`", ""]
     if parser.description:
         lines += [parser.description, ""]
-    usage = " ".join(parser.format_usage().split())
-    lines += ["```text", usage.removeprefix("usage: "), "```", "",
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "110"  # argparse wraps the usage to the terminal's width: the page's, whatever builds it
+    try:
+        usage = parser.format_usage().removeprefix("usage: ").rstrip()
+    finally:
+        os.environ.pop("COLUMNS") if columns is None else os.environ.update(COLUMNS=columns)
+    lines += ["```text", usage, "```", "",
               "| argument | required | default | choices | what |", "|---|---|---|---|---|"]
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction):
@@ -190,7 +195,8 @@ def public_api() -> str:
     import sslzoo
 
     blocks = []
-    for name in sslzoo.__all__:
+    first = ["create_model", "list_models", "model_info", "save_pretrained", "push_to_hub"]  # the entry points
+    for name in sorted(sslzoo.__all__, key=lambda n: (n not in first, first.index(n) if n in first else 0, n == "SslzooError", n)):
         obj = getattr(sslzoo, name)
         blocks.append(f"::: {obj.__module__}.{obj.__qualname__}\n")
     return "\n".join(blocks)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import html
 import http.server
 import os
 import shutil
@@ -19,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+import urllib.parse
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,13 +36,43 @@ PAGES = {  # screenshot name -> path on the site
 
 def build(site: Path) -> None:
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
-    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f", str(REPO / "mkdocs.yml"), "-d",
+    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(REPO / "mkdocs.yml"), "-d",
                     str(site)], check=True, cwd=REPO, env=env)
 
 
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """The site, plus ``/__shot__?url=PATH``: the page in a full-window frame, whose load event (when headless Chromium
+    takes the screenshot) waits ``WAIT_S`` seconds of real time for an image: time for Material's search worker to
+    index the site and answer the query (with ``--virtual-time-budget`` it was still "initializing" in the picture),
+    and for the frame to scroll to its anchor (a top-level page scrolled to an anchor comes out blank)."""
+
+    WAIT_S = 6.0
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/__wait__"):
+            time.sleep(self.WAIT_S)
+            return self._reply(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "image/gif")
+        if self.path.startswith("/__shot__?url="):
+            target = html.escape(urllib.parse.unquote(self.path.split("=", 1)[1]), quote=True)
+            page = (f'<!doctype html><html><body style="margin:0">'
+                    f'<iframe src="/{target}" style="border:0;width:100vw;height:100vh;display:block"></iframe>'
+                    f'<img src="/__wait__" alt="" style="display:none"></body></html>')
+            return self._reply(page.encode(), "text/html")
+        return super().do_GET()
+
+    def _reply(self, body: bytes, kind: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 def serve(site: Path) -> http.server.ThreadingHTTPServer:
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *args: None  # quiet
+    handler = functools.partial(_Handler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -48,7 +81,7 @@ def serve(site: Path) -> http.server.ThreadingHTTPServer:
 def screenshot(chromium: str, url: str, png: Path, size: str) -> None:
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        f"--user-data-dir={profile}", f"--window-size={size}", "--virtual-time-budget=8000",
+                        f"--user-data-dir={profile}", f"--window-size={size}",
                         f"--screenshot={png}", url], check=True, capture_output=True, timeout=180)
 
 
@@ -69,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             base = f"http://127.0.0.1:{server.server_address[1]}/"
             for name, path in PAGES.items():
-                screenshot(args.chromium, base + path, out / f"{name}.png", args.size)
+                screenshot(args.chromium, f"{base}__shot__?url={urllib.parse.quote(path, safe='')}", out / f"{name}.png",
+                           args.size)
                 print(f"{out / f'{name}.png'}: {base + path}")
         finally:
             server.shutdown()
