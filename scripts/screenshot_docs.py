@@ -46,7 +46,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     index the site and answer the query (with ``--virtual-time-budget`` it was still "initializing" in the picture),
     and for the frame to scroll to its anchor (a top-level page scrolled to an anchor comes out blank)."""
 
-    WAIT_S = 6.0
+    WAIT_S = 20.0  # on a busy 2-core machine the search index took more than 6 s
 
     def log_message(self, *args) -> None:  # quiet
         pass
@@ -90,9 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="docs_screenshots", help="folder for the PNG files")
     p.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or "chromium")
     p.add_argument("--size", default="1400,1000", help="window width,height in pixels")
+    p.add_argument("--wait", type=float, default=_Handler.WAIT_S, help="seconds each page gets before its picture")
     p.add_argument("--site", help="an already built site folder (default: build one in a temporary folder)")
     args = p.parse_args(argv)
     out = Path(args.out)
+    _Handler.WAIT_S = args.wait
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(args.site) if args.site else Path(tmp) / "site"
