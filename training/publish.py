@@ -167,14 +167,19 @@ def publish(run_dir: str | Path, output: str | Path, *, name: str | None = None,
     return output
 
 
-def main(argv: list[str] | None = None, prog: str = "sslzoo publish") -> int:
-    """The program (also ``sslzoo publish``); returns its exit status."""
+def parser(prog: str = "sslzoo publish") -> CommandParser:
+    """The command line of ``sslzoo publish`` (also read by the documentation's CLI reference)."""
     p = CommandParser(prog=prog, description="Turn a training run into a hub folder.")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run folder written by sslzoo pretrain")
     p.add_argument("--output", required=True, help="hub folder to write")
     p.add_argument("--name", help="model name recorded in config.json and the card (default: the folder name)")
     p.add_argument("--no-full", action="store_true", help=f"backbone only: do not write {FULL_NAME}")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "sslzoo publish") -> int:
+    """The program (also ``sslzoo publish``); returns its exit status."""
+    args = parser(prog).parse_args(argv)
     try:
         out = publish(args.run_dir, args.output, name=args.name, full=not args.no_full)
     except SslzooError as e:

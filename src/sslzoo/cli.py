@@ -57,13 +57,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _details(name: str) -> str:
     """One line per weights: name, source, figures (measured or reported), licence."""
+    from .published import weights_figures, weights_source
+
     resolved = registry.resolve(name)
     w = resolved.weights
     if w is None:
         return name
-    source = (f"hf-hub:{w.hf_hub_id}" if w.hf_hub_id else "") + (" | " if w.hf_hub_id and w.url else "") + (w.url or "")
-    figures = ", ".join(f"{r.protocol} {r.value:.1f} ({r.source})" for r in w.results)
-    return "\t".join([resolved.full_name, source or "shipped with sslzoo", figures or "-", w.licence])
+    return "\t".join([resolved.full_name, weights_source(w), weights_figures(w) or "-", w.licence])
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -1,8 +1,10 @@
-"""The zoo's own published checkpoints: what ``sslzoo/zoo/index.json`` holds beyond the registry, and the README table.
+"""The zoo's own published checkpoints: what ``sslzoo/zoo/index.json`` holds beyond the registry, and its tables.
 
 The registry turns every entry of the index into a :class:`~sslzoo.registry.Weights` (see
 :func:`sslzoo.registry.zoo_weights`); this module reads the rest of an entry (references, regression figure, run
-provenance) and renders the zoo table that ``scripts/build_zoo.py`` writes into the README and a test keeps in sync.
+provenance) and renders the zoo table that ``scripts/build_zoo.py`` writes into the README (a test keeps it in sync)
+and the documentation site shows, and the table of every registered weights (sources, figures, licences) that
+``sslzoo list --details`` prints line by line.
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ def dense_pair(dense: dict[str, Any] | None) -> str:
     return f"{dense['dense:linear']['miou']:.2f} / {dense['dense:nn']['miou']:.2f}"
 
 
-def zoo_table(index: Path = registry.ZOO_INDEX) -> str:
-    """A markdown table of the published checkpoints with their measured accuracies and references."""
+def zoo_table(index: Path = registry.ZOO_INDEX, card_link: str = "MODEL_CARDS/{name}.md") -> str:
+    """A markdown table of the published checkpoints with their measured accuracies and references; each name links
+    to ``card_link`` (the README's cards sit in ``MODEL_CARDS/``, the site's beside its zoo page)."""
     entries = registry.zoo_entries(index)
     if not entries:
         return "_No checkpoints published yet._"
@@ -70,7 +73,7 @@ def zoo_table(index: Path = registry.ZOO_INDEX) -> str:
         name = f"{e['architecture']}.{w['tag']}"
         method = registry.ARCHITECTURES[e["architecture"]].method.name
         lines.append(
-            f"| [`{name}`](MODEL_CARDS/{name}.md) | {method} | {run['epochs']:g} | {run['wall_clock_s'] / 60:.1f} |"
+            f"| [`{name}`]({card_link.format(name=name)}) | {method} | {run['epochs']:g} | {run['wall_clock_s'] / 60:.1f} |"
             f" {_result(w, 'knn:dino', 'top1@k20'):.2f} | {_result(w, 'linear:frozen', 'top1'):.2f} |"
             f" {ref['knn']['20']:.2f} / {ref['linear']:.2f} |" + (f" {dense_pair(e.get('dense'))} |" if dense else "")
         )
@@ -87,4 +90,24 @@ def zoo_table(index: Path = registry.ZOO_INDEX) -> str:
                       f" patches) {dense_pair(pixels.get('dense'))}, random init"
                       f" (`{(random.get('dense') or {}).get('architecture', '-')}`, seed 0)"
                       f" {dense_pair(random.get('dense'))}.")
+    return "\n".join(lines)
+
+
+def weights_source(weights: registry.Weights, sep: str = " | ") -> str:
+    """Where a registered file comes from, in the order they are tried: the Hugging Face hub, then a URL."""
+    places = ([f"hf-hub:{weights.hf_hub_id}"] if weights.hf_hub_id else []) + ([weights.url] if weights.url else [])
+    return sep.join(places) or "shipped with sslzoo"
+
+
+def weights_figures(weights: registry.Weights) -> str:
+    """Every figure of a registered file, each marked measured (by this repository) or reported (by its authors)."""
+    return ", ".join(f"{r.protocol} {r.value:.1f} ({r.source})" for r in weights.results)
+
+
+def weights_table(pattern: str = "*") -> str:
+    """A markdown table of the registered weights matching ``pattern``: name, source, figures and licence."""
+    lines = ["| name | source (first found wins) | figures | licence |", "|---|---|---|---|"]
+    for name in registry.list_models(pattern, pretrained=True):
+        w = registry.resolve(name).weights
+        lines.append(f"| `{name}` | {weights_source(w, sep=', then ')} | {weights_figures(w) or '-'} | {w.licence} |")
     return "\n".join(lines)
