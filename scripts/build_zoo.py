@@ -42,7 +42,7 @@ from sslzoo.eval.features import weights_sha256  # noqa: E402
 from sslzoo.eval.protocol_table import DENSE_PROTOCOLS  # noqa: E402
 from sslzoo.eval.protocols import LoadedModel, knn_eval, linear_eval, load_for_eval  # noqa: E402
 from sslzoo.models import create_model  # noqa: E402
-from sslzoo.published import DATASET, KS, TAG, views_sentence, zoo_table  # noqa: E402
+from sslzoo.published import DATASET, KS, TAG, zoo_table, zoo_views_sentence  # noqa: E402
 from training.publish import card_fields, publish, read_log, read_run  # noqa: E402
 
 METHOD_ORDER = ("mocov3", "aps", "patchmix", "ccrop", "dino", "adclr")
@@ -164,7 +164,7 @@ def _against_pixels(m: dict[str, Any], pixels: dict[str, Any]) -> str:
             f" linear probe {lin_word} theirs ({lin:.2f} vs {px_lin:.2f}). ")
 
 
-def _card(method: str, entry: dict[str, Any], run_cfg: dict[str, Any], env: dict[str, Any], ckpt: dict[str, Any],
+def _card(method: str, entry: dict[str, Any], zoo: str, run_cfg: dict[str, Any], env: dict[str, Any], ckpt: dict[str, Any],
           log: list[dict[str, str]], m: dict[str, Any], random: dict[str, Any], pixels: dict[str, Any],
           baseline) -> dict[str, Any]:
     arch = registry.ARCHITECTURES[entry["architecture"]]
@@ -180,7 +180,7 @@ def _card(method: str, entry: dict[str, Any], run_cfg: dict[str, Any], env: dict
     limitations = (
         f"A small-budget CPU run: {run['epochs']} epochs of a {run['parameters'] / 1e6:.2f} M-parameter ViT (width"
         " 128, depth 4, patch 8: 16 patch tokens) at 32 px, where the papers train ViT-T/2 and larger for 500 to 3200"
-        f" epochs on GPUs. {views_sentence([run])} It does not predict the methods' ranking at the papers'"
+        f" epochs on GPUs. {zoo} It does not predict the methods' ranking at the papers'"
         " budgets. Heads are shrunk (512"
         " hidden, 128 out; DINO 1024 prototypes) and the learning-rate warm-up is one epoch. The data is CIFAR-10"
         " re-encoded as JPEG q75, which costs a little accuracy against the lossless originals. "
@@ -252,6 +252,13 @@ def _dense_section(name: str, entry: dict[str, Any]) -> str:
         " (learning rate chosen on a held-out slice of train), `dense:nn` the in-context nearest-neighbour labelling of"
         " Hummingbird; mIoU (%) from one confusion matrix over the whole val split at full mask resolution."
         " `python scripts/dense_zoo.py --cifar10 PATH` measures them (`benchmarks/results/dense_zoo.json`).")
+
+
+def _set_zoo_sentence(text: str, sentence: str) -> str:
+    """A card's markdown with its sentence on what the zoo's runs shared (from "Every zoo method ran" up to "It does
+    not predict") replaced by ``sentence``."""
+    start, end = text.find("Every zoo method ran"), text.find(" It does not predict")
+    return text if start < 0 or end < start else text[:start] + sentence + text[end:]
 
 
 def _set_section(text: str, heading: str, body: str, before: str = "## Compute") -> str:
@@ -419,18 +426,20 @@ def main(argv: list[str] | None = None) -> int:
         base_entry = entries.get(_architecture(base)) if base else None
         base_key = f"{base}:{base_entry['weights']['sha256']}" if base_entry else None
         baseline = (base, cache[base_key]) if base_key in cache else None
-        card = _card(method, entry, cfg, env, ckpt, log, m, random, pixels, baseline)
+        card = _card(method, entry, zoo_views_sentence(ordered), cfg, env, ckpt, log, m, random, pixels, baseline)
         name = f"{entry['architecture']}.{TAG}"
         text = render_card(name, card)
         files.write_text_atomic(CARDS / f"{name}.md", text)
         files.write_text_atomic(hub.SHIPPED_HUB / name / hub.CARD_NAME, text)
-    for entry in ordered:  # the cards of runs not rebuilt now get their dense section in place
+    for entry in ordered:  # the cards of runs not rebuilt now: their dense section and what the zoo shared, in place
         name = f"{entry['architecture']}.{TAG}"
-        if "dense" in entry and registry.ARCHITECTURES[entry["architecture"]].method.name not in loaded_runs:
-            text = _set_section((CARDS / f"{name}.md").read_text(encoding="utf-8"), "Dense evaluation",
-                                _dense_section(name, entry))
-            files.write_text_atomic(CARDS / f"{name}.md", text)
-            files.write_text_atomic(hub.SHIPPED_HUB / name / hub.CARD_NAME, text)
+        if registry.ARCHITECTURES[entry["architecture"]].method.name in loaded_runs:
+            continue
+        text = _set_zoo_sentence((CARDS / f"{name}.md").read_text(encoding="utf-8"), zoo_views_sentence(ordered))
+        if "dense" in entry:
+            text = _set_section(text, "Dense evaluation", _dense_section(name, entry))
+        files.write_text_atomic(CARDS / f"{name}.md", text)
+        files.write_text_atomic(hub.SHIPPED_HUB / name / hub.CARD_NAME, text)
     curves = {e["architecture"].split("_vit_")[0]: e["weights_run"] for e in ordered if "knn_curve" in e["weights_run"]}
     if curves:
         _plot_curves(curves, CARDS / "knn_vs_epoch.png")

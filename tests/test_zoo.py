@@ -138,3 +138,14 @@ def test_zoo_table_gains_dense_columns_and_references_when_the_index_has_them(tm
     assert table[2].endswith("| 41.23 / 12.50 |") and table[3].endswith("| - |")  # a model without dense figures
     assert "raw pixels (8 px patches) 41.23 / 3.00" in table[-1]
     assert "random init (`dino_vit_micro_patch8_32`, seed 0) 41.23 / 12.50" in table[-1]
+
+
+def test_every_card_states_what_the_whole_zoo_shared() -> None:
+    """A card's limitations say what every zoo run shared (architecture, batch, views; the epochs only where one budget
+    holds): a card rendered when the zoo had one budget must not keep claiming it after a longer run joined."""
+    sentence = published.zoo_views_sentence(ENTRIES)
+    assert ("epochs" in sentence.split(" and base views")[0]) == (
+        len({round(float(e["weights_run"]["epochs"])) for e in ENTRIES}) == 1)
+    for name in NAMES:
+        for card in (REPO_ROOT / "MODEL_CARDS" / f"{name}.md", SHIPPED_HUB / name / "README.md"):
+            assert sentence in card.read_text(encoding="utf-8"), card

@@ -51,6 +51,13 @@ def views_sentence(runs: list[dict[str, Any]]) -> str:
     return sentence
 
 
+def zoo_views_sentence(entries: list[dict[str, Any]]) -> str:
+    """:func:`views_sentence` over every run of the index's ``entries``: what the whole zoo shared (a card says it
+    too, so that a card never claims one budget where the zoo has two)."""
+    return views_sentence([dict(e["weights_run"], method=registry.ARCHITECTURES[e["architecture"]].method.name)
+                           for e in entries])
+
+
 def dense_pair(dense: dict[str, Any] | None) -> str:
     """``dense:linear / dense:nn`` mIoU of an index entry's ``dense`` record, or a dash where it has none."""
     if not dense:
@@ -81,8 +88,7 @@ def zoo_table(index: Path = registry.ZOO_INDEX, card_link: str = "MODEL_CARDS/{n
     lines += ["", f"Top-1 (%) on the full {DATASET} test split: `knn:dino` with k = 20 and `linear:frozen`. Raw pixels"
               f" score {pixels['knn']['20']:.2f} (kNN@20) and {pixels['linear']:.2f} (linear). Every model is a"
               " micro ViT/8 (width 128, depth 4) trained on a 2-core CPU. "
-              + views_sentence([dict(e["weights_run"], method=registry.ARCHITECTURES[e["architecture"]].method.name)
-                               for e in entries])]
+              + zoo_views_sentence(entries)]
     if dense:
         random = entries[0]["references"]["random_init"]
         data = next(e["dense"]["data"] for e in entries if "dense" in e)
