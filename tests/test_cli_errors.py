@@ -84,7 +84,7 @@ CHOICE_CASES = [
      " (choose from auto, memory, stream)"),
     (["pretrain", "--cpu-allocator", "bogus"], "sslzoo pretrain: error: argument --cpu-allocator: invalid choice"
      " 'bogus' (choose from retain, system)"),
-    (["publish"], "sslzoo publish: error: the following arguments are required: run_dir, --output"),
+    (["publish"], "sslzoo publish: error: the following arguments are required: RUN_DIR, --output"),
     (["knn", "--model", TINY, "--pool", "clss"], "sslzoo knn: error: argument --pool: invalid choice 'clss'; did you"
      " mean 'cls'? (choose from cls, avg, cls+avg, last4)"),
     (["finetune", "--model", TINY, "--data", "d", "--output", "o", "--recipe", "beat"], "sslzoo finetune: error:"

@@ -47,12 +47,14 @@ class DataDependentAnswers(TorchDispatchMode):
 def fake_cuda() -> Iterator[FakeTensorMode]:
     """A fake-tensor mode in which ``device="cuda"`` works without a GPU (real CPU tensors are taken in as fakes)."""
     sample_draws._salt.cache_clear()  # cached tensors must belong to the mode that uses them
+    sample_draws._head.cache_clear()
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     try:
         with mode, DataDependentAnswers():
             yield mode
     finally:
         sample_draws._salt.cache_clear()
+        sample_draws._head.cache_clear()
 
 
 def on_cuda(tensor: Tensor) -> bool:

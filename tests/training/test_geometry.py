@@ -108,3 +108,13 @@ def test_crops_in_memory_are_the_resized_flipped_boxes_of_their_own_image() -> N
         expected = resized_crops(images, boxes, spec.size, interpolation=spec.interpolation)
         expected = torch.where(flipped.view(-1, 1, 1, 1), expected.flip(-1), expected)
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_the_key_head_is_mix32_of_python_ints() -> None:
+    """The cached per-(seed, stream, epoch) head is computed without tensors, with mix32's bits: a tensor mode active
+    when it is first asked (the fake-CUDA tests answer int() with 1) cannot poison the cache."""
+    from training.views import sample_draws
+
+    for value in (0, 1, 12345, 2**32 - 1, 2**40 + 7):
+        expected = int(sample_draws.mix32(torch.tensor([value & 0xFFFFFFFF], dtype=torch.int64))[0])
+        assert sample_draws._mix_int(value) == expected

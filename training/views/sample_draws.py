@@ -41,7 +41,12 @@ def mix32(x: Tensor) -> Tensor:
 
 
 def _mix_int(value: int) -> int:
-    return int(mix32(torch.tensor([value & _MASK], dtype=torch.int64))[0])
+    """:func:`mix32` of one Python int, in Python (the same bits): no tensor is made, so a cached result never
+    depends on a tensor mode that was active when it was computed (fake tensors answer ``int()`` with a stand-in)."""
+    x = value & _MASK
+    x = ((x ^ (x >> 16)) * _MULT) & _MASK
+    x = ((x ^ (x >> 16)) * _MULT) & _MASK
+    return x ^ (x >> 16)
 
 
 # A DataLoader worker draws for one image at a time, so the parts that do not depend on the image are cached: they
