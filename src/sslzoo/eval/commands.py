@@ -49,7 +49,8 @@ def _model_arguments(p: argparse.ArgumentParser, *, data_required: bool) -> None
                    help="ImageFolder root (train/ and test|val/), CIFAR/STL-10 folder, cifar10|cifar100|stl10, or"
                         f" '{SAMPLE}' (the CIFAR-10 sample shipped in the package)"
                         + ("" if data_required else f"; default {SAMPLE}"))
-    p.add_argument("--pool", default="cls", choices=POOLS)
+    p.add_argument("--pool", default="cls", choices=POOLS,
+                   help="the feature: the CLS token, the mean patch token, both concatenated, or the last 4 blocks' CLS")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass batch (at least 1)")
 
 
@@ -57,7 +58,8 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
     """Register knn, linear, features and finetune on the ``sslzoo`` parser."""
     p = sub.add_parser("knn", **protocol_help("knn", "weighted kNN accuracy of frozen features"))
     _model_arguments(p, data_required=False)
-    p.add_argument("--preset", default="knn:dino", choices=[q.name for q in protocols_of("knn")])
+    p.add_argument("--preset", default="knn:dino", choices=[q.name for q in protocols_of("knn")],
+                   help="the protocol: " + "; ".join(f"{q.name}: {q.summary}" for q in protocols_of("knn")))
     p.add_argument("--k", type=int, nargs="+",
                    help="neighbour counts, each at least 1; one above the bank size uses the whole bank"
                         " (default: the preset's)")
