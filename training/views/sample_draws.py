@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -31,22 +32,20 @@ _GOLDEN = 0x9E3779B9
 
 # the independent streams of one sample: its crops (drawn where the image is decoded) and its photometric steps
 GEOMETRY, PHOTOMETRIC = 1, 2
+_Mixed = TypeVar("_Mixed", Tensor, int)
 
 
-def mix32(x: Tensor) -> Tensor:
-    """A 32-bit avalanche hash of int64 values in [0, 2**32)."""
+def mix32(x: _Mixed) -> _Mixed:
+    """A 32-bit avalanche hash of int64 values in [0, 2**32): a tensor, or a Python int (the same bits, no tensor)."""
     x = ((x ^ (x >> 16)) * _MULT) & _MASK
     x = ((x ^ (x >> 16)) * _MULT) & _MASK
     return x ^ (x >> 16)
 
 
 def _mix_int(value: int) -> int:
-    """:func:`mix32` of one Python int, in Python (the same bits): no tensor is made, so a cached result never
-    depends on a tensor mode that was active when it was computed (fake tensors answer ``int()`` with a stand-in)."""
-    x = value & _MASK
-    x = ((x ^ (x >> 16)) * _MULT) & _MASK
-    x = ((x ^ (x >> 16)) * _MULT) & _MASK
-    return x ^ (x >> 16)
+    # in Python ints, so that a cached result never depends on a tensor mode active when it was first computed
+    # (fake tensors answer int() with a stand-in)
+    return mix32(value & _MASK)
 
 
 # A DataLoader worker draws for one image at a time, so the parts that do not depend on the image are cached: they
