@@ -36,7 +36,7 @@ def zoo_names() -> list[str]:
     return [n for n in registry.list_models(pretrained=True) if n.endswith(".cifar10")]
 
 
-def measure(loaded: LoadedModel, data: str, layers: int, seed: int) -> dict[str, Any]:
+def measure(loaded: LoadedModel, data: Any, layers: int, seed: int) -> dict[str, Any]:
     entry: dict[str, Any] = {"model": loaded.name, "weights": loaded.weights,
                              "weights_sha256": weights_sha256(loaded.model), "layers": layers, "seed": seed}
     for protocol in DENSE_PROTOCOLS:
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     data = "cifar10-mosaic" + (f":{args.cifar10}" if args.cifar10 else "")
+    splits = None
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     entries = results.setdefault("entries", {})
     names = args.models or [*zoo_names(), "raw pixels", "random init"]
@@ -71,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                 and old["seed"] == args.seed and not args.models):
             continue
         start = time.perf_counter()
-        entries[name] = measure(loaded, data, args.layers, args.seed)
+        if splits is None:  # the mosaics are built once, for every entry and protocol that is measured
+            splits = find_protocol(DENSE_PROTOCOLS[0]).open_data(data)
+        entries[name] = measure(loaded, splits, args.layers, args.seed)
         print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
         results.update(data="cifar10-mosaic (seed 0: 1,000 train / 300 val mosaics of 96 px, CIFAR-10 train / test)",
                        command="python scripts/dense_zoo.py" + (" --cifar10 PATH" if args.cifar10 else ""),
